@@ -1,0 +1,3 @@
+from densevision.cli import main
+
+raise SystemExit(main())

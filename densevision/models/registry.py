@@ -1,0 +1,121 @@
+"""The model zoo registry: ``register_model``, ``create_model``, ``list_models``.
+
+Each family module registers one function per variant. A variant function takes keyword arguments only
+(``num_classes``, ``features_only``, ``out_indices`` and architecture overrides) and returns either the
+classification model or its multi-scale feature extractor. ``create_model`` adds checkpoint loading.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+from densevision.errors import DenseVisionError
+from densevision.models.checkpoint import load_pretrained
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_FAMILIES: dict[str, str] = {}
+
+
+def register_model(fn: Callable[..., nn.Module] | None = None, *, join_timm: bool = False):
+    """Register a variant function under its ``__name__``.
+
+    With ``join_timm=True`` the variant is also added to timm's own registry (for architectures timm lacks),
+    so ``timm.create_model(name, features_only=True)`` works after ``import densevision``.
+    """
+
+    def decorate(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = f.__name__
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        _MODELS[name] = f
+        _FAMILIES[name] = f.__module__.rsplit(".", 1)[-1]
+        if join_timm:
+            _join_timm_registry(name, f)
+        return f
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def _join_timm_registry(name: str, fn: Callable[..., nn.Module]) -> None:
+    import timm.models
+
+    if timm.models.is_model(name):
+        return
+
+    def timm_entry(pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None, **kwargs):
+        if pretrained:
+            raise DenseVisionError(
+                f"{name}: densevision does not download weights; use "
+                f"densevision.create_model({name!r}, pretrained=PATH)"
+            )
+        return fn(**kwargs)
+
+    timm_entry.__name__ = name
+    timm_entry.__qualname__ = name
+    timm_entry.__module__ = fn.__module__
+    timm.models.register_model(timm_entry)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted names of registered models, optionally filtered by a shell-style pattern (``"swin*"``)."""
+    _import_families()
+    names = sorted(_MODELS)
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")]
+    return names
+
+
+def model_family(name: str) -> str:
+    """The family (module) name of a registered model, e.g. ``"swin"``."""
+    _lookup(name)
+    return _FAMILIES[name]
+
+
+def _lookup(name: str) -> Callable[..., nn.Module]:
+    _import_families()
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise DenseVisionError(f"unknown model {name!r}{hint} (see `densevision models`)")
+    return _MODELS[name]
+
+
+def create_model(
+    name: str,
+    *,
+    pretrained: str | os.PathLike | None = None,
+    num_classes: int = 1000,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    trust_checkpoint: bool = False,
+    **kwargs,
+) -> nn.Module:
+    """Build a zoo model by name.
+
+    Args:
+        name: a registered name (timm's name where timm has the same architecture).
+        pretrained: path of a checkpoint (official, timm or densevision format; detected automatically).
+        num_classes: classifier outputs (ignored with ``features_only``).
+        features_only: return a feature extractor whose forward gives a list of NCHW maps (any H, W).
+        out_indices: which feature levels to return (default: all four, strides 4/8/16/32).
+        trust_checkpoint: allow checkpoints that need full unpickling.
+        **kwargs: architecture overrides passed to the model class (e.g. ``drop_path_rate``).
+    """
+    fn = _lookup(name)
+    if features_only:
+        model = fn(features_only=True, out_indices=out_indices, **kwargs)
+    else:
+        model = fn(num_classes=num_classes, **kwargs)
+    if pretrained is not None:
+        load_pretrained(model, pretrained, trust_checkpoint=trust_checkpoint)
+    return model
+
+
+def _import_families() -> None:
+    """Import the family modules so their ``@register_model`` decorators run."""
+    import densevision.models  # noqa: F401
