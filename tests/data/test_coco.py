@@ -18,7 +18,7 @@ def test_dataset_targets(tiny_coco):
 
     image, t = ds[0]
     assert image.shape == (3, 40, 60) and image.dtype == torch.float32
-    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
     assert t["labels"].tolist() == [1]
     assert t["boxes"].tolist() == [[10.0, 10.0, 20.0, 20.0]]
     assert t["masks"].shape == (1, 40, 60) and t["masks"].dtype == torch.uint8
