@@ -1,0 +1,113 @@
+"""Training checkpoints in a run directory, written atomically, read with ``torch.load(weights_only=True)``.
+
+Layout of ``run_dir``::
+
+    iter_0005000.pt   full training state after 5000 iterations (one per checkpoint period; ``keep`` prunes)
+    last.pt           the newest of those (a hard link, replaced atomically)
+    best.pt           the state at the best evaluation so far
+
+A file is first written to a temporary sibling, fsynced and renamed into place
+(:func:`densevision.io.save_torch`), so a process killed at any moment leaves every checkpoint either complete
+or as it was. The state is a dict of tensors and plain Python values; see ``Trainer.state_dict`` for its keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from densevision.errors import CheckpointError
+from densevision.io import atomic_open, save_torch
+from densevision.models.checkpoint import read_checkpoint
+
+LAST = "last.pt"
+BEST = "best.pt"
+_PERIODIC = re.compile(r"^iter_(\d{7,})\.pt$")
+
+
+def _publish(source: Path, target: Path) -> None:
+    """Atomically replace ``target`` with ``source``'s content: a hard link when the file system allows one,
+    otherwise an atomic copy."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        with open(source, "rb") as src, atomic_open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        return
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class Checkpointer:
+    """Saves and finds training checkpoints in ``run_dir``; ``keep`` limits how many periodic
+    ``iter_*.pt`` files are kept (``None``: all). ``last.pt`` and ``best.pt`` are never pruned."""
+
+    def __init__(self, run_dir: str | os.PathLike, *, keep: int | None = None) -> None:
+        if keep is not None and keep < 1:
+            raise CheckpointError(f"keep must be at least 1 (or None for all), got {keep}")
+        self.run_dir = Path(run_dir)
+        self.keep = keep
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / LAST
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / BEST
+
+    def iteration_path(self, iteration: int) -> Path:
+        return self.run_dir / f"iter_{iteration:07d}.pt"
+
+    def periodic_paths(self) -> list[Path]:
+        """The ``iter_*.pt`` files, oldest first."""
+        found = [p for p in self.run_dir.glob("iter_*.pt") if _PERIODIC.match(p.name)]
+        return sorted(found, key=lambda p: int(_PERIODIC.match(p.name).group(1)))
+
+    def has_checkpoint(self) -> bool:
+        return self.last_path.is_file()
+
+    def save(self, state: dict[str, Any], iteration: int, *, last: bool = True, best: bool = False) -> Path:
+        """Write ``state``. With ``last``: as ``iter_<iteration>.pt``, published as ``last.pt`` (and as
+        ``best.pt`` when ``best``); otherwise only ``best.pt`` is written. Returns the path written."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not last:
+            if best:
+                save_torch(self.best_path, state)
+            return self.best_path
+        path = self.iteration_path(iteration)
+        save_torch(path, state)
+        _publish(path, self.last_path)
+        if best:
+            _publish(path, self.best_path)
+        if self.keep is not None:
+            for old in self.periodic_paths()[: -self.keep]:
+                old.unlink()
+        return path
+
+    def load(self, path: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Read a checkpoint (default ``last.pt``) with ``torch.load(weights_only=True)`` on the CPU."""
+        path = self.last_path if path is None else Path(path)
+        state = read_checkpoint(path)
+        missing = [key for key in ("model", "iteration") if key not in state]
+        if missing:
+            raise CheckpointError(f"{path}: not a densevision training checkpoint (no {', '.join(missing)})")
+        return state
+
+    def remove_temporaries(self) -> None:
+        """Delete temporary files that a killed process left half-written."""
+        for tmp in self.run_dir.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
