@@ -1,0 +1,301 @@
+"""Detection backbones: a zoo or timm feature extractor followed by a neck (FPN, or HRNetV2p for HRNet).
+
+``build_detection_backbone("hrnet_w18_small")`` or ``build_detection_backbone("timm:resnet18")`` returns a
+``DetectionBackbone``: ``forward(B×3×H×W) -> OrderedDict[str, B×C×h×w]`` with keys ``"0".."4"`` (strides 4–64
+for the usual four-level bodies), and the facts the detection heads are wired from: ``out_channels``,
+``strides``, ``image_mean`` / ``image_std`` (from the body's ``pretrained_cfg``) and ``size_divisible``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from densevision.errors import DenseVisionError
+from densevision.models import create_model, model_family
+from densevision.models.checkpoint import load_state_dict_checked, read_checkpoint, unwrap_state_dict
+
+TIMM_PREFIX = "timm:"
+# Used only when a body declares no ``pretrained_cfg`` (timm.data.constants IMAGENET_DEFAULT_MEAN / _STD).
+_FALLBACK_MEAN = (0.485, 0.456, 0.406)
+_FALLBACK_STD = (0.229, 0.224, 0.225)
+
+
+class TimmFeatures(nn.Module):
+    """A timm ``features_only`` model seen as a densevision body: last four levels, always NCHW.
+
+    ``forward(B×3×H×W) -> list[B×C_i×H_i×W_i]``; ``out_channels``, ``strides``, ``pretrained_cfg`` as zoo
+    bodies have them.
+    """
+
+    def __init__(self, model_name: str, **kwargs: Any) -> None:
+        super().__init__()
+        import timm
+
+        if not timm.is_model(model_name):
+            raise DenseVisionError(f"unknown timm model {model_name!r} (see timm.list_models())")
+        try:
+            self.model = timm.create_model(
+                model_name, pretrained=False, features_only=True, out_indices=(-4, -3, -2, -1), **kwargs
+            )
+        except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
+            raise DenseVisionError(
+                f"timm model {model_name!r} cannot be a detection backbone: {exc}"
+            ) from None
+        self.channels_last = str(getattr(self.model, "output_fmt", "NCHW")).endswith("NHWC")
+        self.out_channels = list(self.model.feature_info.channels())
+        self.strides = list(self.model.feature_info.reduction())
+        self.pretrained_cfg = dict(getattr(self.model, "pretrained_cfg", None) or {})
+        self.level_modules = list(self.model.feature_info.module_name())
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.model(x)
+        if self.channels_last:
+            feats = [f.permute(0, 3, 1, 2).contiguous() for f in feats]
+        return list(feats)
+
+    def stage_parameters(self) -> list[list[nn.Parameter]]:
+        """Parameters grouped as ``[stem, stage 1, ..., stage 4]`` (see :func:`split_stages`)."""
+        return split_stages(self.model.named_parameters(), self.level_modules)
+
+    def load_weights(self, path: str | os.PathLike, *, trust_checkpoint: bool = False) -> None:
+        """Load a timm classification checkpoint, dropping the keys of modules ``features_only`` removed."""
+        state = unwrap_state_dict(read_checkpoint(path, trust_checkpoint=trust_checkpoint))
+        own = self.model.state_dict()
+        prefixes = {k.split(".", 1)[0] for k in own}
+        state = {k: v for k, v in state.items() if k.split(".", 1)[0] in prefixes}
+        load_state_dict_checked(self.model, state, str(path))
+
+
+class FPNNeck(nn.Module):
+    """torchvision ``FeaturePyramidNetwork`` + ``LastLevelMaxPool`` over a list of maps.
+
+    ``forward(list of B×C_i×H_i×W_i) -> list of B×out_channels×h×w``: one map per input plus a stride-2
+    max-pooled extra level on top, so strides ``s_1..s_n`` become ``s_1..s_n, 2·s_n``.
+    """
+
+    def __init__(self, in_channels: Sequence[int], in_strides: Sequence[int], out_channels: int) -> None:
+        super().__init__()
+        self.fpn = FeaturePyramidNetwork(list(in_channels), out_channels, extra_blocks=LastLevelMaxPool())
+        self.out_channels = out_channels
+        self.strides = [*in_strides, 2 * in_strides[-1]]
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        out = self.fpn(OrderedDict((str(i), f) for i, f in enumerate(feats)))
+        return list(out.values())
+
+
+class DetectionBackbone(nn.Module):
+    """Body + neck as torchvision detection expects: ``forward(B×3×H×W) -> OrderedDict[str, B×C×h×w]``.
+
+    Attributes: ``out_channels`` (int, every level), ``strides`` (one per level), ``image_mean`` /
+    ``image_std`` (normalisation the body was trained with), ``size_divisible`` (largest body stride: batches
+    are padded to a multiple of it).
+    """
+
+    def __init__(self, body: nn.Module, neck: nn.Module, *, name: str) -> None:
+        super().__init__()
+        self.body = body
+        self.neck = neck
+        self.name = name
+        self.out_channels = int(neck.out_channels)
+        self.strides = [int(s) for s in neck.strides]
+        cfg = getattr(body, "pretrained_cfg", None) or {}
+        self.image_mean = [float(v) for v in cfg.get("mean", _FALLBACK_MEAN)]
+        self.image_std = [float(v) for v in cfg.get("std", _FALLBACK_STD)]
+        self.input_size = tuple(cfg.get("input_size", (3, 224, 224)))
+        self.size_divisible = int(max(body.strides))
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        feats = self.neck(self.body(x))
+        return OrderedDict((str(i), f) for i, f in enumerate(feats))
+
+    def featmap_names(self, levels: int = 4) -> list[str]:
+        """Names of the finest ``levels`` maps (the RoI poolers' inputs)."""
+        return [str(i) for i in range(min(levels, len(self.strides)))]
+
+
+def build_body(
+    name: str,
+    *,
+    weights: str | os.PathLike | None = None,
+    trust_checkpoint: bool = False,
+    **kwargs: Any,
+) -> nn.Module:
+    """The feature extractor for ``name``: a zoo model, or ``"timm:<model>"`` (a timm ``features_only`` model).
+
+    ``weights`` is a checkpoint path (zoo: official / timm / densevision formats through
+    ``densevision.models.checkpoint``; timm: a timm classification state dict). ``kwargs`` go to the model.
+    """
+    if name.startswith(TIMM_PREFIX):
+        body = TimmFeatures(name[len(TIMM_PREFIX):], **kwargs)
+        if weights is not None:
+            body.load_weights(weights, trust_checkpoint=trust_checkpoint)
+        return body
+    try:
+        return create_model(name, features_only=True, pretrained=weights, trust_checkpoint=trust_checkpoint, **kwargs)
+    except TypeError as exc:
+        raise DenseVisionError(f"backbone {name!r} does not accept the arguments {sorted(kwargs)}: {exc}") from None
+
+
+def uses_hrnetv2p(name: str) -> bool:
+    """HRNet bodies get the HRNetV2p neck (concatenate all branches, then pool), the rest an FPN."""
+    return not name.startswith(TIMM_PREFIX) and model_family(name) == "hrnet"
+
+
+def build_neck(name: str, body: nn.Module, out_channels: int) -> nn.Module:
+    """HRNetV2p for zoo HRNet bodies, FPN + max-pooled extra level for every other body."""
+    if uses_hrnetv2p(name):
+        from densevision.detection.necks import HRNetV2pNeck
+
+        return HRNetV2pNeck(list(body.out_channels), out_channels)
+    return FPNNeck(body.out_channels, body.strides, out_channels)
+
+
+def freeze_bn(module: nn.Module) -> nn.Module:
+    """Replace every ``BatchNorm2d`` in ``module`` by ``FrozenBatchNorm2d`` holding the same statistics."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            frozen.weight.copy_(child.weight.detach())
+            frozen.bias.copy_(child.bias.detach())
+            frozen.running_mean.copy_(child.running_mean)
+            frozen.running_var.copy_(child.running_var)
+            setattr(module, name, frozen)
+        else:
+            freeze_bn(child)
+    return module
+
+
+def split_stages(
+    named_parameters: Iterable[tuple[str, nn.Parameter]], level_modules: Sequence[str]
+) -> list[list[nn.Parameter]]:
+    """Group parameters (in registration = execution order) as ``[stem, stage 1, ..., stage n]``.
+
+    ``level_modules[i]`` names the module whose output is feature level ``i`` (timm ``feature_info`` module
+    names; ``layers.0`` also matches timm's flattened ``layers_0``). Stage ``i + 1`` holds everything after level
+    ``i - 1``'s module up to the end of level ``i``'s; the stem is everything before level 0's module; trailing
+    parameters join the last stage.
+    """
+    prefixes = [(m + ".", m.replace(".", "_") + ".") for m in level_modules]
+    groups: list[list[nn.Parameter]] = [[] for _ in range(len(level_modules) + 1)]
+    level, inside = 0, False
+    for name, param in named_parameters:
+        while level < len(prefixes) - 1 and inside and not name.startswith(prefixes[level]):
+            level, inside = level + 1, False
+        inside = inside or name.startswith(prefixes[level])
+        groups[level + 1 if inside or level > 0 else 0].append(param)
+    return groups
+
+
+# Zoo bodies that do not describe their stages themselves: parameter-name prefixes of [stem, stage 1, ...].
+_STAGE_PREFIXES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "swin": (("patch_embed", "absolute_pos_embed"), ("layers.0", "norm0"), ("layers.1", "norm1"),
+             ("layers.2", "norm2"), ("layers.3", "norm3")),
+    "asmlp": (("patch_embed",), ("layers.0", "norm0"), ("layers.1", "norm1"), ("layers.2", "norm2"),
+              ("layers.3", "norm3")),
+    "cyclemlp": (("patch_embed",), ("network.0", "norm0"), ("network.1", "network.2", "norm2"),
+                 ("network.3", "network.4", "norm4"), ("network.5", "network.6", "norm6")),
+}
+
+
+def stage_parameters(body: nn.Module, family: str | None = None) -> list[list[nn.Parameter]]:
+    """The body's parameters as ``[stem, stage 1, ..., stage n]``.
+
+    From the body's ``stage_parameters()`` or ``stage_groups()`` (lists of modules) when it has one, else from
+    the name prefixes known for its ``family``.
+    """
+    if hasattr(body, "stage_parameters"):
+        return body.stage_parameters()
+    if hasattr(body, "stage_groups"):
+        return [[p for module in group for p in module.parameters()] for group in body.stage_groups()]
+    if family not in _STAGE_PREFIXES:
+        raise DenseVisionError(f"{type(body).__name__} does not describe its stages, so freeze_at is unsupported")
+    table = _STAGE_PREFIXES[family]
+    groups: list[list[nn.Parameter]] = [[] for _ in table]
+    for name, param in body.named_parameters():
+        index = next((i for i, prefixes in enumerate(table)
+                      if any(name == p or name.startswith(p + ".") for p in prefixes)), None)
+        if index is None:
+            raise DenseVisionError(f"{type(body).__name__}: parameter {name} belongs to no known stage")
+        groups[index].append(param)
+    return groups
+
+
+def freeze_stages(body: nn.Module, freeze_at: int, family: str | None = None) -> None:
+    """Stop gradients in the stem (``freeze_at >= 1``) and the first ``freeze_at - 1`` stages (detectron2)."""
+    if freeze_at <= 0:
+        return
+    groups = stage_parameters(body, family)
+    if freeze_at > len(groups):
+        raise DenseVisionError(f"freeze_at={freeze_at} exceeds the body's stem + {len(groups) - 1} stages")
+    for group in groups[:freeze_at]:
+        for p in group:
+            p.requires_grad_(False)
+
+
+def check_body(body: nn.Module, name: str) -> None:
+    """Run one small odd-sized image through ``body``; check the maps match its declared channels and strides.
+
+    Catches bodies that need a fixed input size or declare wrong shapes, at build time with a one-line error.
+    """
+    top = max(body.strides)
+    h, w = 2 * top + 8, 3 * top + 24
+    was_training = body.training
+    body.eval()
+    try:
+        with torch.no_grad():
+            feats = body(torch.zeros(1, 3, h, w))
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DenseVisionError(f"backbone {name!r} cannot run on a {w}x{h} image ({first})") from None
+    finally:
+        body.train(was_training)
+    if len(feats) != len(body.out_channels):
+        raise DenseVisionError(
+            f"backbone {name!r} returned {len(feats)} maps but declares {len(body.out_channels)}"
+        )
+    for f, c, s in zip(feats, body.out_channels, body.strides, strict=True):
+        expect = (-(-h // s), -(-w // s))
+        if f.shape[1] != c or abs(f.shape[2] - expect[0]) > 1 or abs(f.shape[3] - expect[1]) > 1:
+            raise DenseVisionError(
+                f"backbone {name!r}: a stride-{s} map has shape {tuple(f.shape[1:])}, "
+                f"expected about {(c, *expect)}"
+            )
+
+
+def build_detection_backbone(
+    name: str,
+    *,
+    neck_channels: int = 256,
+    weights: str | os.PathLike | None = None,
+    trust_checkpoint: bool = False,
+    freeze_at: int = 0,
+    frozen_bn: bool = False,
+    body_kwargs: Mapping[str, Any] | None = None,
+) -> DetectionBackbone:
+    """Body named ``name`` (zoo name or ``"timm:<model>"``) + FPN (HRNetV2p for HRNet) with ``neck_channels``.
+
+    ``frozen_bn`` swaps the body's BatchNorms for ``FrozenBatchNorm2d`` (the usual choice with pretrained
+    weights and small batches); ``freeze_at`` freezes the stem and the first ``freeze_at - 1`` stages.
+    """
+    body = build_body(name, weights=weights, trust_checkpoint=trust_checkpoint, **dict(body_kwargs or {}))
+    if not hasattr(body, "out_channels") or not hasattr(body, "strides"):
+        raise DenseVisionError(f"backbone {name!r} does not declare out_channels and strides")
+    if list(body.strides) != sorted(body.strides):
+        raise DenseVisionError(f"backbone {name!r}: feature strides {list(body.strides)} are not increasing")
+    check_body(body, name)
+    if frozen_bn:
+        freeze_bn(body)
+    family = None if name.startswith(TIMM_PREFIX) else model_family(name)
+    freeze_stages(body, freeze_at, family)
+    return DetectionBackbone(body, build_neck(name, body, neck_channels), name=name)
+

@@ -1,0 +1,313 @@
+"""Running a trained Mask R-CNN: checkpoint loading, image lists, batched inference to COCO results, overlays.
+
+A detector checkpoint is a training checkpoint of :mod:`densevision.engine` (``run_dir/last.pt``) or an exported
+file (:func:`export_detector`); both hold the weights under ``"model"`` and, in ``config["detector"]``, the
+builder arguments (``build_mask_rcnn(**model)``) and the data set's categories in label order, so nothing else
+is needed to predict. The same :func:`run_detector` produces the in-training evaluation and ``densevision
+predict`` output, so both score identically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from densevision.data.coco import read_image, read_json
+from densevision.detection.mask_rcnn import build_mask_rcnn
+from densevision.detection.results import detections_to_coco, write_results
+from densevision.errors import CheckpointError, DataError, DenseVisionError
+from densevision.io import save_torch, write_json
+from densevision.models.checkpoint import load_state_dict_checked, read_checkpoint
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+RUN_CHECKPOINT = "last.pt"
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """What a detector checkpoint says besides its weights: the builder arguments and the categories
+    (``[{"id", "name"}]``, index ``i`` = label ``i + 1``)."""
+
+    model: dict[str, Any]
+    categories: list[dict[str, Any]]
+
+    @property
+    def label_to_cat(self) -> dict[int, int]:
+        return {i + 1: int(c["id"]) for i, c in enumerate(self.categories)}
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c["name"]) for c in self.categories]
+
+    def as_config(self) -> dict[str, Any]:
+        """The ``config["detector"]`` section of a checkpoint (``label_to_cat`` and ``class_names`` are spelled
+        out for readers of ``config.yaml``; ``categories`` is what is read back)."""
+        return {"model": dict(self.model), "categories": [dict(c) for c in self.categories],
+                "label_to_cat": self.label_to_cat, "class_names": self.class_names}
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image to run on: its id, file, the name to report and (when known) the size a json declares."""
+
+    image_id: int
+    path: Path
+    file_name: str
+    height: int | None = None
+    width: int | None = None
+
+
+class ImageDataset(Dataset):
+    """``ds[i] -> (image_id, image)`` with ``image`` float32 3×H×W in [0, 1] RGB (any file format
+    :func:`densevision.data.read_image` reads), checked against the declared size."""
+
+    def __init__(self, records: Sequence[ImageRecord]) -> None:
+        self.records = list(records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        rec = self.records[index]
+        arr = read_image(rec.path)
+        if rec.height is not None and arr.shape[:2] != (rec.height, rec.width):
+            raise DataError(
+                f"image id {rec.image_id}: {rec.path} is {arr.shape[1]}x{arr.shape[0]}, "
+                f"the json says {rec.width}x{rec.height}"
+            )
+        return rec.image_id, torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+
+
+def _collate(batch: Sequence[tuple[int, torch.Tensor]]) -> tuple[list[int], list[torch.Tensor]]:
+    ids, images = zip(*batch, strict=True)
+    return list(ids), list(images)
+
+
+def run_detector(
+    model: nn.Module,
+    dataset: ImageDataset,
+    label_to_cat: Mapping[int, int],
+    *,
+    batch_size: int = 2,
+    indices: Iterable[int] | None = None,
+    score_thr: float = 0.0,
+    progress: bool = False,
+    num_workers: int = 0,
+) -> list[dict[str, Any]]:
+    """COCO results of ``model`` (eval mode, on its own device) over ``dataset`` (or its ``indices``),
+    batched in dataset order."""
+    if batch_size < 1:
+        raise DenseVisionError(f"batch size must be positive, got {batch_size}")
+    subset = dataset if indices is None else torch.utils.data.Subset(dataset, list(indices))
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=_collate, num_workers=num_workers)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    results: list[dict[str, Any]] = []
+    try:
+        with torch.no_grad():
+            for ids, images in tqdm(loader, desc="predict", unit="batch", disable=not progress):
+                outputs = model([im.to(device) for im in images])
+                outputs = [{k: v.cpu() for k, v in out.items()} for out in outputs]
+                results.extend(detections_to_coco(outputs, ids, label_to_cat, score_thr=score_thr))
+    finally:
+        model.train(was_training)
+    return results
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
+    """A checkpoint file, or ``RUN_DIR/last.pt`` for a run directory."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / RUN_CHECKPOINT
+        if not path.is_file():
+            raise CheckpointError(f"{checkpoint}: run directory holds no {RUN_CHECKPOINT}")
+    return path
+
+
+def load_detector(
+    checkpoint: str | os.PathLike, *, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, DetectorInfo]:
+    """Rebuild a trained Mask R-CNN from a checkpoint file or run directory; returns ``(model in eval mode,
+    info)``."""
+    path = resolve_checkpoint(checkpoint)
+    state = read_checkpoint(path)
+    section = state.get("config", {}).get("detector") if isinstance(state.get("config"), Mapping) else None
+    if not isinstance(section, Mapping) or "model" not in section or "categories" not in section:
+        raise CheckpointError(
+            f"{path}: not a densevision Mask R-CNN checkpoint (its config has no 'detector' section); "
+            "it may belong to another model"
+        )
+    if not isinstance(state.get("model"), Mapping):
+        raise CheckpointError(f"{path}: checkpoint holds no 'model' weights")
+    info = DetectorInfo(model=dict(section["model"]), categories=[dict(c) for c in section["categories"]])
+    try:
+        model = build_mask_rcnn(**info.model)
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: its detector config does not fit this version of densevision ({exc})") from None
+    load_state_dict_checked(model, state["model"], str(path))
+    return model.to(device).eval(), info
+
+
+def export_detector(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write a weights-only detector file (no optimizer state) that :func:`load_detector` reads."""
+    path = resolve_checkpoint(checkpoint)
+    model, info = load_detector(path)
+    save_torch(out, {"model": model.state_dict(), "config": {"detector": info.as_config()}})
+    return Path(out)
+
+
+def records_from_folder(images: str | os.PathLike) -> list[ImageRecord]:
+    """Every image file directly inside a folder (or one file), ids 1..N in sorted file-name order."""
+    root = Path(images)
+    if root.is_file():
+        files = [root]
+    elif root.is_dir():
+        files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise DataError(f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    else:
+        raise DataError(f"{root}: no such file or folder")
+    return [ImageRecord(i + 1, p, p.name) for i, p in enumerate(files)]
+
+
+def records_from_coco(ann: str | os.PathLike, images: str | os.PathLike) -> tuple[list[ImageRecord], list[dict]]:
+    """The images of a COCO json (``file_name`` relative to ``images``) and its categories; annotations are not
+    needed (a test-set image-info file works)."""
+    data = read_json(ann)
+    if not isinstance(data, Mapping) or not isinstance(data.get("images"), list):
+        raise DataError(f"{ann}: expected an object with an 'images' list")
+    root = Path(images).resolve()
+    records, seen = [], set()
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, Mapping) or not isinstance(img.get("id"), int) or not img.get("file_name"):
+            raise DataError(f"{ann}: images[{i}] needs an integer 'id' and a 'file_name'")
+        if img["id"] in seen:
+            raise DataError(f"{ann}: image id {img['id']} appears twice")
+        seen.add(img["id"])
+        path = (root / str(img["file_name"])).resolve()
+        if root not in path.parents:
+            raise DataError(f"{ann}: image id {img['id']}: file_name {img['file_name']!r} escapes {root}")
+        if not path.is_file():
+            raise DataError(f"{ann}: image id {img['id']}: image file {path} not found")
+        h, w = img.get("height"), img.get("width")
+        sized = isinstance(h, int) and isinstance(w, int)
+        if not sized:
+            h = w = None
+        records.append(ImageRecord(img["id"], path, str(img["file_name"]), h, w))
+    if not records:
+        raise DataError(f"{ann}: the 'images' list is empty")
+    return records, list(data.get("categories") or [])
+
+
+def check_categories(info: DetectorInfo, categories: Sequence[Mapping[str, Any]], source: str) -> None:
+    """Refuse a data set whose category ids differ from the ones the detector was trained on."""
+    if not categories:
+        return
+    if not all(isinstance(c, Mapping) and isinstance(c.get("id"), int) for c in categories):
+        raise DataError(f"{source}: every category needs an integer 'id'")
+    theirs = sorted(c["id"] for c in categories)
+    ours = sorted(info.label_to_cat.values())
+    if theirs != ours:
+        raise DataError(
+            f"{source}: category ids {theirs} differ from the checkpoint's {ours}; results would be mislabelled"
+        )
+
+
+def write_overlays(
+    records: Sequence[ImageRecord],
+    results: Sequence[Mapping[str, Any]],
+    info: DetectorInfo,
+    out_dir: str | os.PathLike,
+    *,
+    score_thr: float = 0.5,
+    progress: bool = False,
+) -> list[Path]:
+    """One ``<file stem>.png`` overlay per image (masks, boxes, class names, scores) in ``out_dir``; sub-folders
+    of the file name become ``__``, and stems shared by several images get ``_<image id>``."""
+    from densevision.viz import draw_coco_results, save_png
+
+    names = {int(c["id"]): str(c["name"]) for c in info.categories}
+    by_image: dict[int, list] = {}
+    for r in results:
+        by_image.setdefault(r["image_id"], []).append(r)
+    stems = [Path(rec.file_name).with_suffix("").as_posix().replace("/", "__") for rec in records]
+    written = []
+    for rec, stem in tqdm(list(zip(records, stems, strict=True)), desc="overlays", unit="img", disable=not progress):
+        if stems.count(stem) > 1:
+            stem = f"{stem}_{rec.image_id}"
+        path = Path(out_dir) / f"{stem}.png"
+        save_png(path, draw_coco_results(read_image(rec.path), by_image.get(rec.image_id, []), names,
+                                         score_thr=score_thr))
+        written.append(path)
+    return written
+
+
+def _image_entry(rec: ImageRecord) -> dict[str, Any]:
+    with Image.open(rec.path) as im:
+        width, height = im.size
+    return {"id": rec.image_id, "file_name": rec.file_name, "height": height, "width": width}
+
+
+def predict(
+    checkpoint: str | os.PathLike,
+    images: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    ann: str | os.PathLike | None = None,
+    viz_dir: str | os.PathLike | None = None,
+    score_thr: float | None = None,
+    viz_score_thr: float = 0.5,
+    device: str | torch.device = "auto",
+    batch_size: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run a trained detector on images and write a COCO results json (RLE masks, the data set's category ids).
+
+    Args:
+        checkpoint: a run directory (its ``last.pt``) or a checkpoint file.
+        images: a folder of images or one image file.
+        out: the results json to write.
+        ann: a COCO json whose ``images`` list gives the ids and file names (relative to ``images``); without
+            it every image file in the folder gets an id in sorted file-name order and ``<out>.images.json``
+            (images and categories) is written beside the results.
+        viz_dir: also write overlay PNGs there (detections scoring at least ``viz_score_thr``).
+        score_thr: minimum detection score (default: the checkpoint's ``box_score_thresh``).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
+        batch_size, progress: images per forward pass; show a progress bar.
+
+    Returns:
+        ``{"results": path, "images_json": path or None, "num_images": n, "num_detections": n, "overlays": dir}``.
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise DenseVisionError(f"device {device} requested but CUDA is not available; use --device cpu")
+    model, info = load_detector(checkpoint, device=device)
+    if score_thr is not None:
+        model.roi_heads.score_thresh = float(score_thr)
+    images_json = None
+    if ann is not None:
+        records, categories = records_from_coco(ann, images)
+        check_categories(info, categories, str(ann))
+    else:
+        records = records_from_folder(images)
+        images_json = Path(out).with_suffix(".images.json")
+    results = run_detector(model, ImageDataset(records), info.label_to_cat, batch_size=batch_size,
+                           score_thr=score_thr or 0.0, progress=progress)
+    write_results(out, results)
+    if images_json is not None:
+        write_json(images_json, {"images": [_image_entry(r) for r in records], "categories": info.categories})
+    if viz_dir is not None:
+        write_overlays(records, results, info, viz_dir, score_thr=viz_score_thr, progress=progress)
+    return {"results": Path(out), "images_json": images_json, "num_images": len(records),
+            "num_detections": len(results), "overlays": Path(viz_dir) if viz_dir is not None else None}

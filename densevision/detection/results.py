@@ -1,0 +1,68 @@
+"""Detector outputs -> COCO results: ``bbox`` XYWH, RLE ``segmentation``, the data set's own category ids."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+
+from densevision.errors import DenseVisionError
+from densevision.io import write_json
+
+
+def encode_masks(masks: torch.Tensor) -> list[dict[str, Any]]:
+    """N×H×W bool/uint8 masks -> compressed RLEs (``counts`` as str, ``size`` [H, W])."""
+    if masks.shape[0] == 0:
+        return []
+    arr = np.asfortranarray(masks.to(torch.uint8).cpu().numpy().transpose(1, 2, 0))
+    rles = mask_utils.encode(arr)
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def detections_to_coco(
+    outputs: Sequence[Mapping[str, torch.Tensor]],
+    image_ids: Sequence[int],
+    label_to_cat: Mapping[int, int],
+    *,
+    score_thr: float = 0.0,
+    mask_thr: float = 0.5,
+) -> list[dict[str, Any]]:
+    """Convert torchvision detection outputs (one dict per image) to a COCO results list.
+
+    Each output holds ``boxes`` (N×4 XYXY, original image pixels), ``labels`` (N, contiguous from 1),
+    ``scores`` (N) and ``masks`` (N×1×H×W probabilities); masks are binarised at ``mask_thr``. Detections
+    scoring below ``score_thr`` are dropped.
+    """
+    if len(outputs) != len(image_ids):
+        raise ValueError(f"{len(outputs)} outputs for {len(image_ids)} image ids")
+    results: list[dict[str, Any]] = []
+    for out, image_id in zip(outputs, image_ids, strict=True):
+        keep = out["scores"] >= score_thr
+        boxes = out["boxes"][keep].detach().float().cpu()
+        scores = out["scores"][keep].detach().float().cpu().tolist()
+        labels = out["labels"][keep].cpu().tolist()
+        rles = encode_masks(out["masks"][keep][:, 0] >= mask_thr) if "masks" in out else [None] * len(labels)
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+        for box, score, label, rle in zip(xywh, scores, labels, rles, strict=True):
+            if label not in label_to_cat:
+                raise DenseVisionError(
+                    f"model predicted label {label}, which has no category id (known labels: "
+                    f"{sorted(label_to_cat)}); the checkpoint does not match the data set"
+                )
+            result = {"image_id": int(image_id), "category_id": int(label_to_cat[label]), "bbox": box,
+                      "score": score}
+            if rle is not None:
+                result["segmentation"] = rle
+            results.append(result)
+    return results
+
+
+def write_results(path: str | os.PathLike, results: Sequence[Mapping[str, Any]]) -> None:
+    """Write a COCO results list atomically (compact JSON)."""
+    write_json(path, list(results), indent=None)

@@ -1,0 +1,134 @@
+"""Pictures of instance predictions: mask / box / caption overlays (torchvision drawing) and figure grids."""
+
+from __future__ import annotations
+
+import colorsys
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+from densevision.io import atomic_open
+
+Color = tuple[int, int, int]
+
+
+def color_for(key: int) -> Color:
+    """A stable, saturated RGB colour per integer key (golden-ratio hue steps, so neighbours differ)."""
+    hue = (key * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def _as_uint8_chw(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """H×W×3 uint8 array or 3×H×W float [0, 1] / uint8 tensor -> 3×H×W uint8 tensor."""
+    is_array = isinstance(image, np.ndarray)
+    if image.ndim != 3 or image.shape[-1 if is_array else 0] != 3:
+        raise ValueError(f"expected an RGB image (H×W×3 array or 3×H×W tensor), got shape {tuple(image.shape)}")
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1) if is_array else image
+    if t.dtype != torch.uint8:
+        t = (t.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return t.cpu()
+
+
+def draw_instances(
+    image: np.ndarray | torch.Tensor,
+    *,
+    boxes: torch.Tensor | None = None,
+    masks: torch.Tensor | None = None,
+    names: Sequence[str] | None = None,
+    scores: Sequence[float] | None = None,
+    color_keys: Sequence[int] | None = None,
+    alpha: float = 0.45,
+    box_width: int = 2,
+) -> np.ndarray:
+    """Overlay N instances on an image; returns H×W×3 uint8.
+
+    ``boxes`` N×4 XYXY pixels, ``masks`` N×H×W (bool or {0,1}), ``names`` / ``scores`` make the box captions
+    (``"star 0.93"``), ``color_keys`` (e.g. category ids) pick the colour of each instance.
+    """
+    canvas = _as_uint8_chw(image)
+    n = len(boxes) if boxes is not None else len(masks) if masks is not None else 0
+    if n == 0:
+        return canvas.permute(1, 2, 0).numpy().copy()
+    keys = list(color_keys) if color_keys is not None else list(range(n))
+    colors = [color_for(int(k)) for k in keys]
+    if masks is not None:
+        masks = torch.as_tensor(masks).bool().cpu()
+        canvas = draw_segmentation_masks(canvas, masks, alpha=alpha, colors=colors)
+    if boxes is not None:
+        captions = None
+        if names is not None or scores is not None:
+            captions = [
+                " ".join(p for p in (names[i] if names is not None else "",
+                                     f"{float(scores[i]):.2f}" if scores is not None else "") if p)
+                for i in range(n)
+            ]
+        boxes = torch.as_tensor(boxes).float().cpu()
+        canvas = draw_bounding_boxes(canvas, boxes, labels=captions, colors=colors, width=box_width)
+    return canvas.permute(1, 2, 0).numpy().copy()
+
+
+def draw_coco_results(
+    image: np.ndarray | torch.Tensor,
+    results: Sequence[Mapping[str, Any]],
+    category_names: Mapping[int, str] | None = None,
+    *,
+    score_thr: float = 0.0,
+) -> np.ndarray:
+    """Overlay one image's COCO results (``bbox`` XYWH, RLE ``segmentation``, ``category_id``, ``score``)."""
+    kept = [r for r in results if r.get("score", 1.0) >= score_thr]
+    xyxy = [[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in kept)]
+    boxes = torch.tensor(xyxy, dtype=torch.float32)
+    masks = None
+    if kept and all("segmentation" in r for r in kept):
+        masks = torch.from_numpy(np.stack([mask_utils.decode(r["segmentation"]) for r in kept]))
+    cats = [int(r["category_id"]) for r in kept]
+    names = [(category_names or {}).get(c, str(c)) for c in cats]
+    scores = [float(r["score"]) for r in kept] if all("score" in r for r in kept) else None
+    return draw_instances(image, boxes=boxes.reshape(-1, 4), masks=masks, names=names, scores=scores,
+                          color_keys=cats)
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an H×W×3 (or H×W) uint8 array as PNG, atomically."""
+    with atomic_open(path, "wb") as f:
+        Image.fromarray(np.ascontiguousarray(image)).save(f, format="PNG")
+
+
+def save_figure(
+    path: str | os.PathLike,
+    panels: Sequence[tuple[str, np.ndarray]],
+    *,
+    ncols: int | None = None,
+    panel_inches: float = 4.0,
+    dpi: int = 100,
+) -> None:
+    """Save titled images in a grid of ``ncols`` columns as one PNG (e.g. coarse vs refined masks)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not panels:
+        raise ValueError("save_figure needs at least one panel")
+    ncols = ncols or len(panels)
+    nrows = -(-len(panels) // ncols)
+    size = (panel_inches * ncols, panel_inches * nrows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
+    try:
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, (title, image) in zip(axes.flat, panels, strict=False):
+            ax.imshow(image)
+            ax.set_title(title)
+        fig.tight_layout()
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)

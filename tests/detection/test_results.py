@@ -1,0 +1,90 @@
+"""Detector outputs -> COCO results: boxes, RLE masks, category ids, thresholds; perfect detections score 100."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+
+from densevision.detection.results import detections_to_coco, encode_masks, write_results
+from densevision.errors import DenseVisionError
+from densevision.evaluation import evaluate
+
+LABEL_TO_CAT = {1: 3, 2: 7}  # non-contiguous data set ids
+
+
+def _output(masks: np.ndarray, labels: list[int], scores: list[float]) -> dict[str, torch.Tensor]:
+    boxes = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    probs = torch.from_numpy(masks).float()[:, None] * 0.9
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels),
+            "scores": torch.tensor(scores), "masks": probs}
+
+
+def _masks(h: int = 30, w: int = 40) -> np.ndarray:
+    masks = np.zeros((2, h, w), np.uint8)
+    masks[0, 2:12, 3:20] = 1
+    masks[1, 15:28, 10:35] = 1
+    masks[1, 20:24, 20:25] = 0  # a hole
+    return masks
+
+
+def test_fields_boxes_and_masks():
+    masks = _masks()
+    results = detections_to_coco([_output(masks, [1, 2], [0.9, 0.4])], [11], LABEL_TO_CAT)
+    assert [r["category_id"] for r in results] == [3, 7]
+    assert [r["image_id"] for r in results] == [11, 11]
+    assert results[0]["bbox"] == [3.0, 2.0, 17.0, 10.0]
+    assert results[1]["score"] == pytest.approx(0.4)
+    for r, m in zip(results, masks, strict=True):
+        assert isinstance(r["segmentation"]["counts"], str)
+        assert r["segmentation"]["size"] == [30, 40]
+        assert np.array_equal(mask_utils.decode(r["segmentation"]), m)
+
+
+def test_score_and_mask_thresholds():
+    masks = _masks()
+    out = _output(masks, [1, 2], [0.9, 0.4])
+    assert len(detections_to_coco([out], [1], LABEL_TO_CAT, score_thr=0.5)) == 1
+    assert all(mask_utils.area(r["segmentation"]) == 0
+               for r in detections_to_coco([out], [1], LABEL_TO_CAT, mask_thr=0.95))
+
+
+def test_empty_outputs_and_masks():
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0),
+             "masks": torch.zeros(0, 1, 5, 6)}
+    assert detections_to_coco([empty], [1], LABEL_TO_CAT) == []
+    assert encode_masks(torch.zeros(0, 5, 6, dtype=torch.bool)) == []
+
+
+def test_unknown_label_and_length_mismatch():
+    out = _output(_masks(), [1, 5], [0.9, 0.4])
+    with pytest.raises(DenseVisionError, match="label 5"):
+        detections_to_coco([out], [1], LABEL_TO_CAT)
+    with pytest.raises(ValueError, match="2 image ids"):
+        detections_to_coco([out], [1, 2], LABEL_TO_CAT)
+
+
+def test_perfect_detections_score_100(tmp_path):
+    masks = _masks()
+    gt = {
+        "images": [{"id": 11, "file_name": "a.png", "height": 30, "width": 40}],
+        "categories": [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}],
+        "annotations": [],
+    }
+    for k, (m, cat) in enumerate(zip(masks, (3, 7), strict=True)):
+        rle = mask_utils.encode(np.asfortranarray(m))
+        gt["annotations"].append({
+            "id": k + 1, "image_id": 11, "category_id": cat, "iscrowd": 0, "area": float(m.sum()),
+            "bbox": mask_utils.toBbox(rle).tolist(),
+            "segmentation": {"size": [30, 40], "counts": rle["counts"].decode()},
+        })
+    results = detections_to_coco([_output(masks, [1, 2], [0.9, 0.4])], [11], LABEL_TO_CAT)
+    path = tmp_path / "results.json"
+    write_results(path, results)
+    metrics = evaluate(gt, str(path))
+    assert {t: metrics[t]["AP"] for t in metrics} == pytest.approx({"bbox": 100.0, "segm": 100.0,
+                                                                    "boundary": 100.0})
