@@ -1,6 +1,27 @@
 """Building blocks shared by the model families."""
 
+from densevision.layers.attention import (
+    AdditiveAttention,
+    LuongAttention,
+    MultiHeadAttention,
+    WindowAttention,
+    scaled_dot_product,
+)
 from densevision.layers.drop import DropPath, drop_path
 from densevision.layers.mlp import Mlp
+from densevision.layers.shift import CycleFC, axial_shift, cycle_fc_offsets, shift_channel_groups
 
-__all__ = ["DropPath", "Mlp", "drop_path"]
+__all__ = [
+    "AdditiveAttention",
+    "LuongAttention",
+    "MultiHeadAttention",
+    "WindowAttention",
+    "scaled_dot_product",
+    "CycleFC",
+    "DropPath",
+    "Mlp",
+    "axial_shift",
+    "cycle_fc_offsets",
+    "drop_path",
+    "shift_channel_groups",
+]

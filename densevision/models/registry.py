@@ -66,7 +66,8 @@ def list_models(pattern: str | None = None) -> list[str]:
     _import_families()
     names = sorted(_MODELS)
     if pattern:
-        names = [n for n in names if fnmatch.fnmatch(n, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")]
+        glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+        names = [n for n in names if fnmatch.fnmatch(n, glob)]
     return names
 
 

@@ -1,0 +1,197 @@
+"""Forward throughput of zoo models, optionally against the same timm model in the same run.
+
+Any registered model works (the measurement only needs ``create_model(name)`` and ``model(x)``); the timm
+comparison needs a timm model of the same name. Each measurement: warm-up calls, then several timed calls of
+one batch, median time -> images per second. With a timm counterpart the two models are timed alternately
+(A, B, A, B, …) so that load changes on a shared machine affect both alike, and the weights are copied into
+the timm model where keys and shapes allow, so that the outputs can be compared as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from densevision.errors import DenseVisionError
+from densevision.flops import default_input_size
+from densevision.models import create_model, list_models
+
+__all__ = [
+    "Timing",
+    "benchmark",
+    "benchmark_model",
+    "copy_matching_weights",
+    "format_result",
+    "time_models",
+    "timm_counterpart",
+]
+
+
+@dataclass
+class Timing:
+    """Seconds per forward call of one batch, for each timed run."""
+
+    times_s: list[float] = field(default_factory=list)
+    batch: int = 1
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
+
+    @property
+    def img_per_s(self) -> float:
+        return self.batch / self.median_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "median_s": self.median_s, "img_per_s": self.img_per_s}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+
+
+def time_models(
+    models: Sequence[Callable[[torch.Tensor], Any]],
+    x: torch.Tensor,
+    *,
+    warmup: int = 2,
+    runs: int = 5,
+    amp: bool = False,
+) -> list[Timing]:
+    """Time each callable on ``x`` (``B×3×H×W``): ``warmup`` untimed calls each, then ``runs`` rounds in which
+    every model is timed once, in turn."""
+    if runs < 1:
+        raise DenseVisionError(f"runs must be at least 1, got {runs}")
+    timings = [Timing(batch=x.shape[0]) for _ in models]
+    with torch.inference_mode(), _autocast(x.device, amp):
+        for model in models:
+            for _ in range(warmup):
+                model(x)
+        _synchronize(x.device)
+        for _ in range(runs):
+            for model, timing in zip(models, timings, strict=True):
+                start = time.perf_counter()
+                model(x)
+                _synchronize(x.device)
+                timing.times_s.append(time.perf_counter() - start)
+    return timings
+
+
+def copy_matching_weights(source: nn.Module, target: nn.Module) -> tuple[int, int]:
+    """Copy every tensor of ``source.state_dict()`` whose key and shape exist in ``target``.
+
+    Returns ``(copied, total)``: how many of ``target``'s state-dict entries were overwritten, of how many.
+    """
+    src = source.state_dict()
+    own = target.state_dict()
+    matched = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    target.load_state_dict(matched, strict=False)
+    return len(matched), len(own)
+
+
+def timm_counterpart(name: str, num_classes: int = 1000, img_size: int | None = None) -> nn.Module:
+    """``timm.create_model(name, pretrained=False)``; for models whose input size timm fixes at construction
+    (Swin, ViT) an ``img_size`` other than the default is passed on."""
+    import timm
+
+    entry = timm.models.is_model(name) and timm.models.model_entrypoint(name)
+    if not entry or entry.__module__.startswith("densevision"):
+        raise DenseVisionError(f"{name}: timm has no model of this name to compare with (drop --compare-timm)")
+    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    cfg = timm.models.get_pretrained_cfg(name)
+    if img_size is not None and cfg is not None and cfg.fixed_input_size and img_size != cfg.input_size[-1]:
+        kwargs["img_size"] = img_size
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def benchmark_model(
+    name: str,
+    *,
+    batch: int = 8,
+    size: int | None = None,
+    device: str = "cpu",
+    amp: bool = False,
+    warmup: int = 2,
+    runs: int = 5,
+    compare_timm: bool = False,
+) -> dict[str, Any]:
+    """Measure one zoo model (and its timm counterpart) on a random ``batch×3×size×size`` input.
+
+    Returns a JSON-ready dict: model, batch, input size, device, amp, threads, warmup, runs, ``densevision``
+    timing (times, median, img/s), and with ``compare_timm``: ``timm`` timing, ``ratio`` (densevision img/s
+    over timm img/s), ``weights_copied`` (``"copied/total"``) and ``max_abs_diff`` of the outputs.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DenseVisionError("--device cuda: no CUDA device is available")
+    model = create_model(name).eval().to(dev)
+    default = default_input_size(model)
+    h = w = size or default[-1]
+    models: list[nn.Module] = [model]
+    result: dict[str, Any] = {
+        "model": name,
+        "batch": batch,
+        "input_size": [3, h, w],
+        "device": str(dev),
+        "amp": amp,
+        "threads": torch.get_num_threads(),
+        "warmup": warmup,
+        "runs": runs,
+    }
+    if compare_timm:
+        reference = timm_counterpart(name, img_size=h).eval().to(dev)
+        copied, total = copy_matching_weights(model, reference)
+        result["weights_copied"] = f"{copied}/{total}"
+        models.append(reference)
+    x = torch.randn(batch, 3, h, w, device=dev, generator=torch.Generator(dev).manual_seed(0))
+    timings = time_models(models, x, warmup=warmup, runs=runs, amp=amp)
+    result["densevision"] = timings[0].to_dict()
+    if compare_timm:
+        result["timm"] = timings[1].to_dict()
+        result["ratio"] = timings[0].img_per_s / timings[1].img_per_s
+        with torch.inference_mode(), _autocast(dev, amp):
+            result["max_abs_diff"] = (model(x[:1]).float() - models[1](x[:1]).float()).abs().max().item()
+    return result
+
+
+def benchmark(names: Sequence[str], *, threads: int | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`benchmark_model` for each name (``threads`` sets ``torch.set_num_threads`` first)."""
+    known = set(list_models())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise DenseVisionError(f"unknown model(s) {', '.join(unknown)} (see `densevision models`)")
+    if threads is not None:
+        if threads < 1:
+            raise DenseVisionError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    return [benchmark_model(name, **kwargs) for name in names]
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """One human-readable line per result."""
+    ours = result["densevision"]
+    line = (
+        f"{result['model']}: {ours['img_per_s']:.2f} img/s (median {ours['median_s'] * 1e3:.1f} ms/batch, "
+        f"batch {result['batch']}, {result['input_size'][1]}x{result['input_size'][2]}, {result['device']}"
+        f"{', amp' if result['amp'] else ''}, {result['threads']} threads)"
+    )
+    if "timm" in result:
+        line += (
+            f"; timm {result['timm']['img_per_s']:.2f} img/s; ratio {result['ratio']:.2f}x; "
+            f"weights copied {result['weights_copied']}, max |diff| {result['max_abs_diff']:.2e}"
+        )
+    return line

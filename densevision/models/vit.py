@@ -1,0 +1,371 @@
+"""Vision Transformer (Dosovitskiy et al., 2021): patch tokens + class token through pre-norm blocks.
+
+Classifier (``VisionTransformer``, timm's interface and state-dict keys) and dense backbone (``ViTFeatures``:
+a simple feature pyramid from the last block, strides 4/8/16/32, as in ViTDet). Both accept any input size:
+the image is padded right/bottom to a patch multiple and the position embedding is resampled (bicubic,
+antialiased, fp32) to the input's grid.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from densevision.layers import DropPath, Mlp
+from densevision.layers.attention import MultiHeadAttention
+from densevision.models.features import FeatureExtractor, resolve_out_indices
+from densevision.models.registry import register_model
+
+__all__ = ["ViTFeatures", "VisionTransformer", "resample_pos_embed"]
+
+_LayerNorm = partial(nn.LayerNorm, eps=1e-6)
+_FEATURE_STRIDES = (4, 8, 16, 32)
+
+
+def resample_pos_embed(
+    pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix_tokens: int = 1
+) -> torch.Tensor:
+    """``1×(P+g·g)×D -> 1×(P+h·w)×D``: bicubic, antialiased, fp32 resampling of the square grid part; the
+    ``P`` prefix (class) tokens are kept as they are."""
+    old = math.isqrt(pos_embed.shape[1] - num_prefix_tokens)
+    if (old, old) == tuple(grid):
+        return pos_embed
+    prefix, tokens = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    tokens = tokens.float().reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    tokens = F.interpolate(tokens, size=grid, mode="bicubic", antialias=True, align_corners=False)
+    tokens = tokens.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1).to(pos_embed.dtype)
+    return torch.cat([prefix, tokens], dim=1)
+
+
+class PatchEmbed(nn.Module):
+    """``B×3×H×W -> (B×(h·w)×D, (h, w))``: pad right/bottom to multiples of ``p``, ``p×p``/``p`` conv."""
+
+    def __init__(self, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        p = self.patch_size
+        h, w = x.shape[-2:]
+        if h % p or w % p:
+            x = F.pad(x, (0, -w % p, 0, -h % p))
+        x = self.proj(x)
+        return x.flatten(2).transpose(1, 2), (x.shape[-2], x.shape[-1])
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + DropPath(MHSA(norm1(x)))``, ``x + DropPath(MLP(norm2(x)))``."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        norm_layer: type[nn.Module] | partial = _LayerNorm,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = MultiHeadAttention(
+            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
+        )
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, num_queries: int | None = None) -> torch.Tensor:
+        """``B×N×D -> B×N×D``, or ``B×Q×D`` for the first ``num_queries`` tokens only (all N stay keys)."""
+        y = self.drop_path1(self.attn(self.norm1(x), num_queries=num_queries))
+        x = x + y if num_queries is None else x[:, :num_queries] + y
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
+
+
+class _ViTTrunk(nn.Module):
+    """Patch embedding, class token, learned position embedding and blocks, shared by both ViT modules."""
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_layer: type[nn.Module] | partial = _LayerNorm,
+    ) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        grid = img_size // patch_size
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, embed_dim))
+        self.pos_drop = nn.Dropout(proj_drop_rate)
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
+        self.blocks = nn.Sequential(*[
+            Block(
+                embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, proj_drop=proj_drop_rate,
+                attn_drop=attn_drop_rate, drop_path=rates[i], norm_layer=norm_layer,
+            )
+            for i in range(depth)
+        ])
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        _init_weights(self.blocks)
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``B×3×H×W -> (B×(1+h·w)×D, (h, w))``: class token first, position embedding added."""
+        x, grid = self.patch_embed(x)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1) + resample_pos_embed(self.pos_embed, grid)
+        return self.pos_drop(x), grid
+
+
+class VisionTransformer(_ViTTrunk):
+    """ViT classifier with timm's interface and keys (``cls_token``, ``pos_embed``, ``patch_embed.proj``,
+    ``blocks.{i}``, ``norm``, ``head``); the head reads the class token.
+
+    ``forward(B×3×H×W) -> B×classes``; ``forward_features -> B×(1+N)×D`` (normalised tokens).
+    """
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        num_classes: int = 1000,
+        drop_rate: float = 0.0,
+        norm_layer: type[nn.Module] | partial = _LayerNorm,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(img_size=img_size, patch_size=patch_size, norm_layer=norm_layer, **kwargs)
+        self.num_classes = num_classes
+        self.num_features = self.embed_dim
+        self.feature_info = [
+            {"num_chs": self.embed_dim, "reduction": patch_size, "module": f"blocks.{i}"}
+            for i in range(len(self.blocks))
+        ]
+        self.norm = norm_layer(self.embed_dim)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        _init_weights(self.head)
+        self.pretrained_cfg: dict[str, Any] = {
+            "input_size": (3, img_size, img_size),
+            "mean": (0.5, 0.5, 0.5),
+            "std": (0.5, 0.5, 0.5),
+            "interpolation": "bicubic",
+            "crop_pct": 0.9,
+            "num_classes": num_classes,
+            "first_conv": "patch_embed.proj",
+            "classifier": "head",
+        }
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a new ``num_classes``-way one (identity for 0)."""
+        self.num_classes = num_classes
+        head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        _init_weights(head)
+        self.head = head.to(self.pos_embed.device)
+        self.pretrained_cfg["num_classes"] = num_classes
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``B×3×H×W -> B×(1+N)×D``."""
+        x, _ = self.embed(x)
+        return self.norm(self.blocks(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(x[:, 0])
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``B×3×H×W -> B×classes``; equal to ``forward_head(forward_features(x))``, but the last block
+        computes only the class token (the only token the head reads), saving most of that block's work."""
+        x, _ = self.embed(x)
+        x = self.blocks[-1](self.blocks[:-1](x), num_queries=1)
+        return self.forward_head(self.norm(x))
+
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """timm / densevision checkpoints (same keys); a position embedding of another grid is resampled."""
+        return _resize_pos_embed(dict(state_dict), self.pos_embed)
+
+
+class _LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of ``B×C×H×W``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class PyramidLevel(nn.Module):
+    """One level of the simple feature pyramid (ViTDet), from the ``B×D×h×w`` map at stride ``p``.
+
+    Finer levels: ``log2(p/s)`` stride-2 transposed convs halving the channels (LayerNorm + GELU between
+    them); the same stride: identity; coarser: max-pooling (ceil mode). Then ``norm`` (LayerNorm over
+    channels).
+    """
+
+    def __init__(self, dim: int, patch_size: int, stride: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = dim
+        if stride < patch_size:
+            steps = int(math.log2(patch_size // stride))
+            for j in range(steps):
+                layers.append(nn.ConvTranspose2d(channels, channels // 2, kernel_size=2, stride=2))
+                channels //= 2
+                if j < steps - 1:
+                    layers += [_LayerNorm2d(channels), nn.GELU()]
+        elif stride > patch_size:
+            k = stride // patch_size
+            layers.append(nn.MaxPool2d(kernel_size=k, stride=k, ceil_mode=True))
+        self.out_channels = channels
+        self.resample = nn.Sequential(*layers)
+        self.norm = _LayerNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.resample(x))
+
+
+class ViTFeatures(_ViTTrunk, FeatureExtractor):
+    """ViT dense backbone: ``forward(B×3×H×W) -> [B×C_i×⌈H/s_i⌉×⌈W/s_i⌉]`` for any H, W.
+
+    The last block's patch tokens form a ``D×⌈H/p⌉×⌈W/p⌉`` map; levels ``i = 0..3`` at strides 4, 8, 16, 32
+    come from it through :class:`PyramidLevel` (``pyramid.{i}``), cropped to ``⌈H/s⌉×⌈W/s⌉``. Channels for
+    patch 16: ``D/4, D/2, D, D``; for patch 32: ``D/8, D/4, D/2, D``. ``**kwargs``: the arguments of
+    :class:`VisionTransformer`'s trunk (``embed_dim``, ``depth``, ``num_heads``, ``img_size`` of the
+    position embedding …).
+    """
+
+    def __init__(self, out_indices: Sequence[int] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.out_indices = resolve_out_indices(out_indices, len(_FEATURE_STRIDES))
+        levels = {
+            str(i): PyramidLevel(self.embed_dim, self.patch_size, s) for i, s in enumerate(_FEATURE_STRIDES)
+        }
+        self._all_channels = tuple(level.out_channels for level in levels.values())
+        self._all_strides = _FEATURE_STRIDES
+        self.pyramid = nn.ModuleDict({str(i): levels[str(i)] for i in self.out_indices})
+        _init_weights(self.pyramid)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h, w = x.shape[-2:]
+        tokens, (gh, gw) = self.embed(x)
+        tokens = self.blocks(tokens)
+        fmap = tokens[:, 1:].transpose(1, 2).reshape(tokens.shape[0], self.embed_dim, gh, gw)
+        out = []
+        for i in self.out_indices:
+            s = self._all_strides[i]
+            level = self.pyramid[str(i)](fmap)
+            th, tw = -(-h // s), -(-w // s)
+            if level.shape[-2:] != (th, tw):
+                level = level[..., :th, :tw].contiguous()
+            out.append(level)
+        return out
+
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Classification (timm / own) or dense checkpoints -> this module: the classifier's ``norm``/``head``
+        are dropped; a checkpoint without pyramid weights keeps this module's initial ones; pyramid levels not
+        requested are dropped."""
+        own = self.state_dict()
+        out = {}
+        for k, v in state_dict.items():
+            level = re.match(r"pyramid\.(\d+)\.", k)
+            if k.startswith(("head.", "norm.", "fc_norm.")) or (
+                level and int(level[1]) not in self.out_indices
+            ):
+                continue
+            out[k] = v
+        if not any(k.startswith("pyramid.") for k in out):
+            out.update({k: v for k, v in own.items() if k.startswith("pyramid.")})
+        return _resize_pos_embed(out, self.pos_embed)
+
+
+def _init_weights(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def _resize_pos_embed(state: dict[str, torch.Tensor], own: torch.Tensor) -> dict[str, torch.Tensor]:
+    pos = state.get("pos_embed")
+    if pos is not None and pos.shape != own.shape and pos.shape[-1] == own.shape[-1]:
+        grid = math.isqrt(own.shape[1] - 1)
+        state["pos_embed"] = resample_pos_embed(pos, (grid, grid))
+    return state
+
+
+def _create_vit(
+    arch: dict[str, Any],
+    *,
+    num_classes: int = 1000,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    args = {**arch, **kwargs}
+    if features_only:
+        return ViTFeatures(out_indices=out_indices, **args)
+    return VisionTransformer(num_classes=num_classes, **args)
+
+
+@register_model
+def vit_tiny_patch16_224(**kwargs: Any) -> nn.Module:
+    """ViT-Ti/16: D 192, depth 12, 3 heads."""
+    return _create_vit(dict(patch_size=16, embed_dim=192, depth=12, num_heads=3), **kwargs)
+
+
+@register_model
+def vit_small_patch16_224(**kwargs: Any) -> nn.Module:
+    """ViT-S/16: D 384, depth 12, 6 heads."""
+    return _create_vit(dict(patch_size=16, embed_dim=384, depth=12, num_heads=6), **kwargs)
+
+
+@register_model
+def vit_small_patch32_224(**kwargs: Any) -> nn.Module:
+    """ViT-S/32: D 384, depth 12, 6 heads."""
+    return _create_vit(dict(patch_size=32, embed_dim=384, depth=12, num_heads=6), **kwargs)
+
+
+@register_model
+def vit_base_patch16_224(**kwargs: Any) -> nn.Module:
+    """ViT-B/16: D 768, depth 12, 12 heads."""
+    return _create_vit(dict(patch_size=16, embed_dim=768, depth=12, num_heads=12), **kwargs)
+
+
+@register_model
+def vit_base_patch32_224(**kwargs: Any) -> nn.Module:
+    """ViT-B/32: D 768, depth 12, 12 heads."""
+    return _create_vit(dict(patch_size=32, embed_dim=768, depth=12, num_heads=12), **kwargs)
+
+
+@register_model
+def vit_large_patch16_224(**kwargs: Any) -> nn.Module:
+    """ViT-L/16: D 1024, depth 24, 16 heads."""
+    return _create_vit(dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16), **kwargs)
+
+
+@register_model
+def vit_large_patch32_224(**kwargs: Any) -> nn.Module:
+    """ViT-L/32: D 1024, depth 24, 16 heads."""
+    return _create_vit(dict(patch_size=32, embed_dim=1024, depth=24, num_heads=16), **kwargs)
