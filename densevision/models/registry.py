@@ -47,7 +47,8 @@ def _join_timm_registry(name: str, fn: Callable[..., nn.Module]) -> None:
     if timm.models.is_model(name):
         return
 
-    def timm_entry(pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None, **kwargs):
+    def timm_entry(pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None,
+                   **kwargs):
         if pretrained:
             raise DenseVisionError(
                 f"{name}: densevision does not download weights; use "

@@ -1,0 +1,405 @@
+"""AS-MLP (Lian et al., "AS-MLP: An Axial Shifted MLP Architecture for Vision", ICLR 2022).
+
+Official-exact port of svip-lab/AS-MLP ``models/as_mlp.py`` with the same state-dict names
+(``patch_embed.{proj,norm}``, ``layers.{i}.blocks.{j}.{norm1,axial_shift.*,norm2,mlp.*}``,
+``layers.{i}.downsample.{norm,reduction}``, ``norm``, ``head``) and shapes: every "linear" layer is a 1×1
+``Conv2d`` and every norm is ``GroupNorm(1, C)``. The axial shift needs no CuPy kernel
+(:func:`densevision.layers.axial_shift`), so the model runs on any device and exports to ONNX.
+
+Inside the network activations are channels-last (``B×H×W×C``): a 1×1 convolution is then one matrix product
+over the channel axis (no layout reorders around each convolution) and the shift moves whole rows; the norms
+run on the channels-last view of the same memory. Dense outputs are NCHW.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from densevision.layers import DropPath, axial_shift
+from densevision.models.features import FeatureExtractor, resolve_out_indices
+from densevision.models.registry import register_model
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def group_norm1(dim: int) -> nn.GroupNorm:
+    """``GroupNorm(1, dim)``: normalises over C, H and W of each sample (upstream's ``MyNorm``)."""
+    return nn.GroupNorm(1, dim)
+
+
+def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A 1×1 convolution applied to channels-last ``x: …×C_in -> …×C_out``."""
+    return F.linear(x, conv.weight.flatten(1), conv.bias)
+
+
+def norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An NCHW norm module applied to channels-last ``x: B×H×W×C`` (through the channels-last NCHW view)."""
+    return norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class ConvMlp(nn.Module):
+    """``fc2(drop(act(fc1(x))))`` with 1×1 convolutions (keys ``fc1``, ``fc2``) on ``B×H×W×C``."""
+
+    def __init__(self, dim: int, hidden: int, act_layer: type[nn.Module] = nn.GELU, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.act = act_layer()
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(pointwise(self.fc2, self.drop(self.act(pointwise(self.fc1, x)))))
+
+
+class AxialShift(nn.Module):
+    """AS-MLP token mixer (state key ``axial_shift``): ``B×H×W×C -> B×H×W×C``.
+
+    ``conv1 → norm1 → GELU``, then two parallel branches, the axial shift along W then ``conv2_1`` and the
+    shift along H then ``conv2_2`` (each followed by GELU), summed, ``norm2``, ``conv3``.
+    """
+
+    def __init__(self, dim: int, shift_size: int, as_bias: bool = True, norm_layer=group_norm1) -> None:
+        super().__init__()
+        self.dim = dim
+        self.shift_size = shift_size
+        self.conv1 = nn.Conv2d(dim, dim, 1, bias=as_bias)
+        self.conv2_1 = nn.Conv2d(dim, dim, 1, bias=as_bias)
+        self.conv2_2 = nn.Conv2d(dim, dim, 1, bias=as_bias)
+        self.conv3 = nn.Conv2d(dim, dim, 1, bias=as_bias)
+        self.actn = nn.GELU()
+        self.norm1 = norm_layer(dim)
+        self.norm2 = norm_layer(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.actn(norm_nhwc(self.norm1, pointwise(self.conv1, x)))
+        x_lr = self.actn(pointwise(self.conv2_1, axial_shift(x, self.shift_size, dim=2, channel_dim=3)))
+        x_td = self.actn(pointwise(self.conv2_2, axial_shift(x, self.shift_size, dim=1, channel_dim=3)))
+        return pointwise(self.conv3, norm_nhwc(self.norm2, x_lr + x_td))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, shift_size={self.shift_size}"
+
+
+class AxialShiftedBlock(nn.Module):
+    """``x + axial_shift(norm1(x))`` then ``x + mlp(norm2(x))`` on ``B×H×W×C``."""
+
+    def __init__(
+        self,
+        dim: int,
+        shift_size: int = 5,
+        mlp_ratio: float = 4.0,
+        as_bias: bool = True,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+        act_layer: type[nn.Module] = nn.GELU,
+        norm_layer=group_norm1,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.axial_shift = AxialShift(dim, shift_size, as_bias=as_bias, norm_layer=norm_layer)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = ConvMlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.axial_shift(norm_nhwc(self.norm1, x)))
+        return x + self.drop_path(self.mlp(norm_nhwc(self.norm2, x)))
+
+
+class PatchMerging(nn.Module):
+    """2×2 space-to-channel merge (order x[0::2,0::2], x[1::2,0::2], x[0::2,1::2], x[1::2,1::2]), norm, 1×1
+    reduction: ``B×H×W×C -> B×⌈H/2⌉×⌈W/2⌉×2C`` (odd sizes padded at the bottom/right with zeros)."""
+
+    def __init__(self, dim: int, norm_layer=group_norm1) -> None:
+        super().__init__()
+        self.dim = dim
+        self.reduction = nn.Conv2d(4 * dim, 2 * dim, 1, bias=False)
+        self.norm = norm_layer(4 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[1:3]
+        if torch.onnx.is_in_onnx_export() or h % 2 or w % 2:  # under export: always, sizes are dynamic
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        return pointwise(self.reduction, norm_nhwc(self.norm, x))
+
+
+class ASMLPStage(nn.Module):
+    """The blocks of one resolution, then (except in the last stage) the merge to the next (``downsample``)."""
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        *,
+        shift_size: int,
+        mlp_ratio: float,
+        as_bias: bool,
+        drop: float,
+        drop_path: Sequence[float],
+        norm_layer,
+        downsample: bool,
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            AxialShiftedBlock(
+                dim, shift_size=shift_size, mlp_ratio=mlp_ratio, as_bias=as_bias, drop=drop,
+                drop_path=drop_path[i], norm_layer=norm_layer,
+            )
+            for i in range(depth)
+        )
+        self.downsample = PatchMerging(dim, norm_layer=norm_layer) if downsample else None
+
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_blocks(x)
+        return x if self.downsample is None else self.downsample(x)
+
+
+class PatchEmbed(nn.Module):
+    """Patch embedding and norm: ``B×3×H×W -> B×⌈H/p⌉×⌈W/p⌉×C`` (image zero-padded at the bottom/right to a
+    multiple of the patch size ``p``, as upstream's dense backbone)."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, norm_layer=group_norm1) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = norm_layer(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.patch_size
+        h, w = x.shape[-2:]
+        if torch.onnx.is_in_onnx_export() or h % p or w % p:  # under export: always, sizes are dynamic
+            x = F.pad(x, (0, -w % p, 0, -h % p))
+        return self.norm(self.proj(x)).permute(0, 2, 3, 1).contiguous()
+
+
+def _build_stages(
+    depths: Sequence[int],
+    embed_dim: int,
+    *,
+    num_stages: int,
+    shift_size: int,
+    mlp_ratio: float,
+    as_bias: bool,
+    drop_rate: float,
+    drop_path_rate: float,
+    norm_layer,
+) -> nn.ModuleList:
+    """Stages ``0..num_stages−1``; stochastic depth grows linearly from 0 to ``drop_path_rate`` over all
+    blocks of the full network, as upstream."""
+    total = sum(depths)
+    rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+    return nn.ModuleList(
+        ASMLPStage(
+            embed_dim * 2**i, depths[i], shift_size=shift_size, mlp_ratio=mlp_ratio, as_bias=as_bias,
+            drop=drop_rate, drop_path=rates[sum(depths[:i]):sum(depths[: i + 1])], norm_layer=norm_layer,
+            downsample=i < len(depths) - 1,
+        )
+        for i in range(num_stages)
+    )
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Upstream initialisation: truncated normal (std 0.02) for Linear weights, zero biases; convs default."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class ASMLP(nn.Module):
+    """AS-MLP classifier with timm's interface; any input size (``forward_features``: ``B×H/32×W/32×C``,
+    channels-last)."""
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 96,
+        depths: Sequence[int] = (2, 2, 6, 2),
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        patch_size: int = 4,
+        shift_size: int = 5,
+        mlp_ratio: float = 4.0,
+        as_bias: bool = True,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_layer=group_norm1,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_features = embed_dim * 2 ** (len(depths) - 1)
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, norm_layer=norm_layer)
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.layers = _build_stages(
+            depths, embed_dim, num_stages=len(depths), shift_size=shift_size, mlp_ratio=mlp_ratio,
+            as_bias=as_bias, drop_rate=drop_rate, drop_path_rate=drop_path_rate, norm_layer=norm_layer,
+        )
+        self.norm = norm_layer(self.num_features)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.feature_info = [
+            {"num_chs": embed_dim * 2**i, "reduction": patch_size * 2**i, "module": f"layers.{i}"}
+            for i in range(len(depths))
+        ]
+        self.pretrained_cfg: dict = {}
+        self.apply(_init_weights)
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``B×3×H×W -> B×h×w×C`` (normalised, channels-last)."""
+        x = self.pos_drop(self.patch_embed(x))
+        for layer in self.layers:
+            x = layer(x)
+        return norm_nhwc(self.norm, x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean((1, 2))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class ASMLPFeatures(FeatureExtractor):
+    """AS-MLP dense backbone (upstream's detection backbone): ``B×3×H×W -> [B×C_i×H_i×W_i]``, strides 4–32.
+
+    The image is padded at the bottom/right to a multiple of 4; each selected stage's output before merging
+    passes through its own ``norm{i}`` GroupNorm; stages after the deepest selected one are not built.
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 96,
+        depths: Sequence[int] = (2, 2, 6, 2),
+        out_indices: Sequence[int] | None = None,
+        in_chans: int = 3,
+        patch_size: int = 4,
+        shift_size: int = 5,
+        mlp_ratio: float = 4.0,
+        as_bias: bool = True,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_layer=group_norm1,
+    ) -> None:
+        super().__init__()
+        self.out_indices = resolve_out_indices(out_indices, len(depths))
+        self._all_channels = tuple(embed_dim * 2**i for i in range(len(depths)))
+        self._all_strides = tuple(patch_size * 2**i for i in range(len(depths)))
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, norm_layer=norm_layer)
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.layers = _build_stages(
+            depths, embed_dim, num_stages=max(self.out_indices) + 1, shift_size=shift_size, mlp_ratio=mlp_ratio,
+            as_bias=as_bias, drop_rate=drop_rate, drop_path_rate=drop_path_rate, norm_layer=norm_layer,
+        )
+        if self.layers[-1].downsample is not None:
+            self.layers[-1].downsample = None
+        for i in sorted(set(self.out_indices)):
+            self.add_module(f"norm{i}", norm_layer(self._all_channels[i]))
+        self.apply(_init_weights)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.pos_drop(self.patch_embed(x))
+        levels: dict[int, torch.Tensor] = {}
+        for i, layer in enumerate(self.layers):
+            out = layer.forward_blocks(x)
+            if i in self.out_indices:
+                levels[i] = getattr(self, f"norm{i}")(out.permute(0, 3, 1, 2)).contiguous()
+            if layer.downsample is not None:
+                x = layer.downsample(out)
+        return [levels[i] for i in self.out_indices]
+
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Load a classification or dense checkpoint (an mmdetection/mmsegmentation one too: its ``backbone.``
+        part): drop ``norm``/``head`` and unbuilt layers; output norms absent from the checkpoint (ImageNet
+        weights) keep their fresh initialisation, as upstream."""
+        if any(k.startswith("backbone.") for k in state_dict):
+            state_dict = {k.removeprefix("backbone."): v for k, v in state_dict.items() if k.startswith("backbone.")}
+        own = self.state_dict()
+        last = len(self.layers) - 1
+
+        def unused(key: str) -> bool:
+            layer = re.match(r"layers\.(\d+)\.", key)
+            return key not in own and (
+                key.startswith(("norm.", "head."))
+                or re.match(r"norm\d+\.", key) is not None
+                or (layer is not None and (int(layer[1]) > last or key.startswith(f"layers.{last}.downsample.")))
+            )
+
+        state = {k: v for k, v in state_dict.items() if not unused(k)}
+        for k, v in own.items():
+            if re.match(r"norm\d+\.", k) and k not in state:
+                state[k] = v.clone()
+        return state
+
+
+_CFGS = {
+    "asmlp_tiny": {"embed_dim": 96, "depths": (2, 2, 6, 2)},
+    "asmlp_small": {"embed_dim": 96, "depths": (2, 2, 18, 2)},
+    "asmlp_base": {"embed_dim": 128, "depths": (2, 2, 18, 2)},
+}
+
+
+def _pretrained_cfg(name: str, num_classes: int) -> dict:
+    return {
+        "architecture": name,
+        "input_size": (3, 224, 224),
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "interpolation": "bicubic",
+        "crop_pct": 0.875,
+        "num_classes": num_classes,
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+    }
+
+
+def _create_asmlp(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    **kwargs,
+) -> nn.Module:
+    cfg = {**_CFGS[name], **kwargs}
+    if features_only:
+        return ASMLPFeatures(out_indices=out_indices, **cfg)
+    model = ASMLP(num_classes=num_classes, **cfg)
+    model.pretrained_cfg = _pretrained_cfg(name, num_classes)
+    return model
+
+
+@register_model(join_timm=True)
+def asmlp_tiny(**kwargs) -> nn.Module:
+    """AS-MLP-T: 28.3M params, 4.4 GMACs, 81.3% top-1."""
+    return _create_asmlp("asmlp_tiny", **kwargs)
+
+
+@register_model(join_timm=True)
+def asmlp_small(**kwargs) -> nn.Module:
+    """AS-MLP-S: 49.6M params, 8.5 GMACs, 83.1% top-1."""
+    return _create_asmlp("asmlp_small", **kwargs)
+
+
+@register_model(join_timm=True)
+def asmlp_base(**kwargs) -> nn.Module:
+    """AS-MLP-B: 87.8M params, 15.2 GMACs, 83.3% top-1."""
+    return _create_asmlp("asmlp_base", **kwargs)
