@@ -1,0 +1,154 @@
+"""Throughput of ``bpr refine`` and the share of its wall time spent outside the network.
+
+Makes synthetic 512² images (``densevision data synth``), turns their ground truth into Mask R-CNN-like coarse
+masks (each mask resampled through a 28×28 grid inside its box, as the mask head does), and refines them with
+the default network (HRNetV2-W18-small, random weights unless ``--checkpoint``: speed does not depend on the
+weights). Reports instances/s, patches/s and the seconds per stage; "extract" (decode, proposals, cropping) plus
+"merge" (reassembly, RLE encoding, boxes) must stay under 10 % of the wall time.
+
+It also times the upstream formulation of the proposals (a full-image 3×3 convolution per instance, then NMS
+over every boundary pixel, written here as the reference) against ``propose_patches`` on the same masks.
+
+    python benchmarks/bench_refine.py --images 20 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pycocotools import mask as mask_utils
+from torchvision.ops import nms
+
+from densevision.data.coco import annotation_to_mask, read_json
+from densevision.data.synthetic import generate
+from densevision.refine.network import build_refine_net, load_refine_net
+from densevision.refine.patches import decode_masks, propose_patches
+from densevision.refine.pipeline import check_results, refine_results
+
+
+def mask_head_like(mask: np.ndarray, grid: int = 28) -> np.ndarray:
+    """Resample a mask through a ``grid``×``grid`` map over its box, as Mask R-CNN's mask head would."""
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    small = cv2.resize(mask[y0:y1, x0:x1].astype(np.float32), (grid, grid), interpolation=cv2.INTER_AREA)
+    back = cv2.resize(small, (int(x1 - x0), int(y1 - y0)), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros_like(mask)
+    out[y0:y1, x0:x1] = back >= 0.5
+    return out
+
+
+def coarse_results(ann_path: Path) -> list[dict]:
+    data = read_json(ann_path)
+    sizes = {img["id"]: (img["height"], img["width"]) for img in data["images"]}
+    results = []
+    for ann in data["annotations"]:
+        mask = mask_head_like(annotation_to_mask(ann["segmentation"], *sizes[ann["image_id"]]))
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        results.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "score": 1.0,
+                        "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")}})
+    return results
+
+
+def upstream_proposals(mask: torch.Tensor, patch_size: int, nms_iou: float) -> torch.Tensor:
+    """Reference: BPR's ``get_dets`` for one instance (full-image convolution, NMS over all boundary pixels)."""
+    s = F.conv2d(mask[None, None].float(), torch.ones(1, 1, 3, 3, device=mask.device), padding=1)[0, 0]
+    score = torch.minimum((s - 9).abs(), s) / 4.5
+    ys, xs = torch.nonzero(score, as_tuple=True)
+    half = patch_size // 2
+    boxes = torch.stack([xs - half, ys - half, xs + half, ys + half], 1).float()
+    return boxes[nms(boxes, score[ys, xs], nms_iou)]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_proposals(ann_path: Path, image_root: Path, results: list[dict], nms_iou: float,
+                   device: torch.device) -> dict[str, float]:
+    data = read_json(ann_path)
+    checked = check_results(results, data["images"])
+    per_image: dict[int, list] = {}
+    for r in checked:
+        per_image.setdefault(r["image_id"], []).append(r["segmentation"])
+    masks = [decode_masks(rles, *rles[0]["size"]).to(device) for rles in per_image.values()]
+    for m in masks[:2]:  # warm-up
+        propose_patches(m, nms_iou=nms_iou)
+        upstream_proposals(m[0], 64, nms_iou)
+    sync(device)
+    start = time.perf_counter()
+    ours = sum(len(propose_patches(m, nms_iou=nms_iou)[0]) for m in masks)
+    sync(device)
+    mid = time.perf_counter()
+    theirs = sum(len(upstream_proposals(inst, 64, nms_iou)) for m in masks for inst in m)
+    sync(device)
+    end = time.perf_counter()
+    n = sum(len(m) for m in masks)
+    return {"instances": n, "ours_ms_per_instance": 1000 * (mid - start) / n,
+            "upstream_ms_per_instance": 1000 * (end - mid) / n, "ours_patches": ours, "upstream_patches": theirs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=20, help="synthetic images (default 20)")
+    parser.add_argument("--size", type=int, default=512, help="image side (default 512)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=64, help="patches per network batch (default 64)")
+    parser.add_argument("--nms-iou", type=float, default=0.25)
+    parser.add_argument("--checkpoint", help="a trained BPR run or file (default: random weights)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs after one warm-up (default 2)")
+    parser.add_argument("--out", help="also write the numbers here as json")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = generate(tmp, train=0, val=args.images, size=args.size, seed=0, progress=False)
+        ann, image_root = paths["val"], Path(tmp) / "val"
+        results = coarse_results(ann)
+        images = read_json(ann)["images"]
+        model = load_refine_net(args.checkpoint) if args.checkpoint else build_refine_net().eval()
+        refine_results(images[:2], image_root, [r for r in results if r["image_id"] in (1, 2)], model,
+                       nms_iou=args.nms_iou, batch_size=args.batch, device=device, progress=False)
+        runs = []
+        for _ in range(args.repeats):
+            stats: dict[str, float] = {}
+            sync(device)
+            start = time.perf_counter()
+            refine_results(images, image_root, results, model, nms_iou=args.nms_iou, batch_size=args.batch,
+                           device=device, progress=False, stats=stats)
+            sync(device)
+            runs.append((time.perf_counter() - start, stats))
+        wall, stats = min(runs, key=lambda r: r[0])
+        proposals = time_proposals(ann, image_root, results, args.nms_iou, device)
+
+    outside = stats["extract"] + stats["merge"]
+    report = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "images": args.images,
+        "size": args.size,
+        "instances": len(results),
+        "patches": proposals["ours_patches"],
+        "batch": args.batch,
+        "wall_s": wall,
+        "instances_per_s": len(results) / wall,
+        "patches_per_s": proposals["ours_patches"] / wall,
+        "stage_s": stats,
+        "extract_plus_merge_fraction": outside / wall,
+        "proposals": proposals,
+    }
+    print(json.dumps(report, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""The end-to-end demo on the embedded synthetic data: detector -> boundary refinement -> metrics and report.
+
+``run_demo`` (``make demo``) uses the weights shipped in ``densevision/assets`` (small fp16 state dicts with model
+cards); ``train_demo_weights`` reproduces them from scratch with the recorded :class:`DemoRecipe` (``demo --train``),
+or for a few iterations (``demo --quick``, what the tests run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from densevision import __version__
+from densevision.data.coco import read_json
+from densevision.data.synthetic import generate_split
+from densevision.detection.predict import load_detector, predict
+from densevision.detection.train import train_detector
+from densevision.errors import DenseVisionError
+from densevision.evaluation import evaluate, format_table
+from densevision.io import atomic_open, save_torch, write_json
+from densevision.refine.dataset import build_patch_dataset
+from densevision.refine.network import load_refine_net
+from densevision.refine.pipeline import refine_results
+from densevision.refine.train import train_refiner
+from densevision.report import write_demo_figures
+
+ASSETS = Path(__file__).parent / "assets"
+DETECTOR_FILE = "demo_detector.pt"
+REFINER_FILE = "demo_refiner.pt"
+IOU_TYPES = ("bbox", "segm", "boundary")
+FIRST_LOSSES = 5
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """Everything that decides the demo weights; saved in each model card."""
+
+    seed: int = 0
+    image_size: int = 512
+    train_images: int = 500
+    val_images: int = 40
+    detector_backbone: str = "hrnet_w18_small"
+    detector_input: int = 160
+    detector_iters: int = 600
+    detector_batch: int = 4
+    detector_lr: float = 0.02
+    detector_warmup: int = 100
+    detector_eval_every: int = 200
+    detector_model_kwargs: dict[str, Any] = field(default_factory=dict)
+    refiner_backbone: str = "hrnet_w18_small_v2"
+    refiner_input: int = 64
+    refiner_iters: int = 800
+    refiner_batch: int = 16
+    refiner_lr: float = 0.01
+    refiner_eval_every: int = 400
+    refiner_overrides: dict[str, Any] = field(default_factory=dict)
+    nms_iou: float = 0.25
+    match_iou: float = 0.5
+
+
+QUICK_RECIPE = replace(
+    DemoRecipe(), image_size=160, train_images=4, val_images=2, detector_input=128, detector_iters=3,
+    detector_batch=2, detector_warmup=1, detector_eval_every=0, refiner_iters=3, refiner_batch=4,
+    refiner_eval_every=0, match_iou=0.0,
+    detector_model_kwargs={"backbone_kwargs": {"width": 8, "stage1_planes": 16}, "fpn_channels": 32,
+                           "mask_head_channels": 32, "box_head_dim": 64, "box_detections_per_img": 20},
+    refiner_overrides={"width": 8, "stage1_planes": 16, "num_modules": (1, 1, 1)},
+)
+
+
+def prepare_split(data_dir: Path, split: str, count: int, recipe: DemoRecipe, *,
+                  progress: bool = True) -> tuple[Path, Path]:
+    """The synthetic split's (annotation json, image folder), generated unless an identical one is there."""
+    ann = data_dir / "annotations" / f"instances_{split}.json"
+    if ann.is_file():
+        data = read_json(ann)
+        info = data.get("info", {})
+        if (info.get("seed"), info.get("size"), len(data.get("images", []))) == (recipe.seed, recipe.image_size,
+                                                                               count):
+            return ann, data_dir / split
+    ann = generate_split(data_dir, split, count, size=recipe.image_size, seed=recipe.seed, progress=progress)
+    return ann, data_dir / split
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "densevision": __version__,
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def _half_weights(checkpoint: Path, out: Path, keep_config: bool = True) -> Path:
+    """Write the ``model`` weights of a training checkpoint as fp16 (plus its config) for shipping."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    save_torch(out, {"model": model, "config": state.get("config", {}) if keep_config else {}})
+    return out
+
+
+def _run_history(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """The engine's ``metrics.json``: ``{"train": [loss entries], "eval": [metric entries]}``."""
+    path = run_dir / "metrics.json"
+    return read_json(path) if path.is_file() else {"train": [], "eval": []}
+
+
+def _write_card(path: Path, *, weights: Path, command: str, recipe: DemoRecipe, iterations: int,
+                wall_time_s: float, metrics: dict[str, Any], history: dict[str, list[dict[str, Any]]]) -> None:
+    """The model card: how the weights were made (command, seed, recipe, machine, time) and what they score;
+    ``first_losses`` lets a rerun of the command be checked against the recorded one."""
+    write_json(path, {
+        "weights": weights.name, "sha256": _sha256(weights), "dtype": "float16", "command": command,
+        "seed": recipe.seed, "iterations": iterations, "wall_time_s": round(wall_time_s, 1),
+        "machine": _machine(), "recipe": asdict(recipe), "metrics": metrics,
+        "learning_curve": history.get("eval", []), "first_losses": history.get("train", [])[:FIRST_LOSSES],
+    })
+
+
+def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoRecipe(), device: str = "auto",
+                       command: str = "densevision demo --train", progress: bool = True) -> dict[str, Path]:
+    """Train the demo detector, then the refiner on patches of its training-split predictions.
+
+    Writes ``out_dir/weights/{demo_detector.pt, demo_refiner.pt}`` (fp16) with their model cards (``.json``)
+    and returns their paths.
+    """
+    out = Path(out_dir)
+    data_dir, weights = out / "data", out / "weights"
+    train_ann, train_images = prepare_split(data_dir, "train", recipe.train_images, recipe, progress=progress)
+    val_ann, val_images = prepare_split(data_dir, "val", recipe.val_images, recipe, progress=progress)
+
+    start = time.perf_counter()
+    det_run = out / "detector_run"
+    summary = train_detector(
+        train_json=train_ann, train_images=train_images, val_json=val_ann, val_images=val_images, out_dir=det_run,
+        backbone=recipe.detector_backbone, iters=recipe.detector_iters, batch_size=recipe.detector_batch,
+        lr=recipe.detector_lr, warmup_iters=recipe.detector_warmup, eval_every=recipe.detector_eval_every,
+        checkpoint_every=max(recipe.detector_eval_every, 100), log_every=1, seed=recipe.seed, device=device,
+        min_size=recipe.detector_input, max_size=recipe.detector_input, model_kwargs=recipe.detector_model_kwargs,
+        progress=progress,
+    )
+    detector = _half_weights(Path(summary["checkpoint"]), weights / DETECTOR_FILE)
+    _write_card(detector.with_suffix(".json"), weights=detector, command=command, recipe=recipe,
+                iterations=summary["iteration"], wall_time_s=time.perf_counter() - start,
+                metrics=summary.get("metrics", {}), history=_run_history(det_run))
+
+    start = time.perf_counter()
+    coarse_train = out / "coarse_train.json"
+    predict(detector, train_images, coarse_train, ann=train_ann, device=device, progress=progress)
+    patches = out / "patches"
+    build_patch_dataset(read_json(train_ann), train_images, coarse_train, patches, nms_iou=recipe.nms_iou,
+                        match_iou=recipe.match_iou, progress=progress)
+    ref_run = out / "refiner_run"
+    summary = train_refiner(
+        patches, ref_run, backbone=recipe.refiner_backbone, input_size=recipe.refiner_input,
+        iters=recipe.refiner_iters, batch_size=recipe.refiner_batch, lr=recipe.refiner_lr,
+        eval_every=recipe.refiner_eval_every, checkpoint_every=max(recipe.refiner_eval_every, 100),
+        num_workers=0, seed=recipe.seed, device=None if device == "auto" else device,
+        model_args=recipe.refiner_overrides, progress=progress,
+    )
+    ref_ckpt = ref_run / ("best.pt" if (ref_run / "best.pt").is_file() else "last.pt")
+    refiner = _half_weights(ref_ckpt, weights / REFINER_FILE)
+    _write_card(refiner.with_suffix(".json"), weights=refiner, command=command, recipe=recipe,
+                iterations=summary["iteration"], wall_time_s=time.perf_counter() - start,
+                metrics=summary.get("metrics", {}), history=_run_history(ref_run))
+    return {"detector": detector, "refiner": refiner}
+
+
+def shipped_weights() -> dict[str, Path]:
+    """The demo weights inside the package; a clear error when they are missing."""
+    paths = {"detector": ASSETS / DETECTOR_FILE, "refiner": ASSETS / REFINER_FILE}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise DenseVisionError(f"demo weights not found: {', '.join(missing)}; run `densevision demo --train`")
+    return paths
+
+
+def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe: DemoRecipe = DemoRecipe(),
+                 device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Detector on the validation split, refinement of its masks, both evaluated; writes ``coarse.json``,
+    ``refined.json``, ``metrics.json``, ``report.md`` and ``figure.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    val_ann, val_images = prepare_split(out / "data", "val", recipe.val_images, recipe, progress=progress)
+    gt = read_json(val_ann)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    coarse_path = out / "coarse.json"
+    predict(weights["detector"], val_images, coarse_path, ann=val_ann, device=device, progress=progress)
+    timings["detector_s"] = time.perf_counter() - start
+    coarse = read_json(coarse_path)
+
+    start = time.perf_counter()
+    refiner = load_refine_net(weights["refiner"])
+    stages: dict[str, float] = {}
+    refined = refine_results(gt["images"], val_images, coarse, refiner, nms_iou=recipe.nms_iou, device=device,
+                             progress=progress, stats=stages)
+    timings["refine_s"] = time.perf_counter() - start
+    timings.update({f"refine_{k}_s": v for k, v in stages.items()})
+    refined_path = out / "refined.json"
+    write_json(refined_path, refined, indent=None)
+
+    metrics = {"coarse": evaluate(gt, coarse, IOU_TYPES) if coarse else _zero_metrics(),
+               "refined": evaluate(gt, refined, IOU_TYPES) if refined else _zero_metrics()}
+    write_json(out / "metrics.json", metrics)
+    _, info = load_detector(weights["detector"])
+    figure = write_demo_figures(out / "figure.png", gt, val_images, coarse, refined, info.class_names,
+                                loss_history=_card(weights["detector"]).get("learning_curve", []))
+    _write_report(out / "report.md", metrics, timings, weights, figure)
+    return {"metrics": metrics, "timings": timings, "report": out / "report.md", "figure": figure}
+
+
+def _zero_metrics() -> dict[str, dict[str, float]]:
+    return {t: {k: 0.0 for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")} for t in IOU_TYPES}
+
+
+def _card(weights: Path) -> dict[str, Any]:
+    card = weights.with_suffix(".json")
+    return json.loads(card.read_text()) if card.is_file() else {}
+
+
+def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float], weights: dict[str, Path],
+                  figure: Path) -> None:
+    lines = ["# densevision demo", "",
+             "Mask R-CNN on the synthetic validation split, then Boundary Patch Refinement of its masks.", ""]
+    for stage in ("coarse", "refined"):
+        lines += [f"## {stage}", "", "```", format_table(metrics[stage]), "```", ""]
+    gain = {t: metrics["refined"][t]["AP"] - metrics["coarse"][t]["AP"] for t in IOU_TYPES}
+    lines += ["## Refinement gain (AP points)", "",
+              " | ".join(f"{t}: {gain[t]:+.2f}" for t in IOU_TYPES), "",
+              "## Timings (s)", "", *[f"- {k}: {v:.1f}" for k, v in timings.items()], "",
+              "## Weights", ""]
+    for name, w in weights.items():
+        card = _card(w)
+        lines.append(f"- {name}: `{w.name}` sha256 {card.get('sha256', _sha256(w))[:16]}…, "
+                     f"{card.get('iterations', '?')} iterations, command `{card.get('command', '?')}`")
+    lines += ["", f"![figure]({figure.name})", ""]
+    with atomic_open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def run_demo(out_dir: str | os.PathLike = "runs/demo", *, train: bool = False, quick: bool = False,
+             device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """``make demo``: the pipeline on the shipped weights, or on freshly trained ones (``train`` / ``quick``)."""
+    recipe = QUICK_RECIPE if quick else DemoRecipe()
+    if train or quick:
+        command = "densevision " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["demo"] else "run_demo"
+        weights = train_demo_weights(out_dir, recipe=recipe, device=device, command=command, progress=progress)
+    else:
+        weights = shipped_weights()
+    return run_pipeline(out_dir, weights, recipe=recipe, device=device, progress=progress)

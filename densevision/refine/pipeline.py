@@ -1,0 +1,225 @@
+"""Refining a COCO results list end to end, in memory: proposals, network, merge.
+
+Images are read one at a time and their detections decoded a few at a time (``chunk``); the patches of all
+instances of all images form one stream that the network sees in full batches of ``batch_size``; an
+instance chunk is merged and encoded as soon as its last patch is predicted. Memory therefore depends on the
+batch size and the chunk size, not on the number of instances or images. Proposals, cropping and merging run
+on ``device``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pycocotools import mask as mask_utils
+from tqdm import tqdm
+
+from densevision.data.coco import coco_from_dict, read_json, validate_coco
+from densevision.detection.results import encode_masks
+from densevision.errors import DataError, DenseVisionError
+from densevision.evaluation.coco import load_results
+from densevision.refine.dataset import load_image
+from densevision.refine.merge import merge_patches
+from densevision.refine.network import RefineNet
+from densevision.refine.patches import DEFAULT_NMS_IOU, crop_patches, decode_masks, propose_patches
+
+STAGES = ("read", "extract", "network", "merge")
+
+
+@dataclass
+class _Chunk:
+    """Detections of one image being refined together; ``probs`` fills as batches run."""
+
+    positions: list[int]
+    results: list[dict]
+    masks: torch.Tensor
+    boxes: torch.Tensor
+    instance: torch.Tensor
+    images: torch.Tensor
+    coarse: torch.Tensor
+    probs: torch.Tensor
+    filled: int = 0
+
+    @property
+    def num_patches(self) -> int:
+        return len(self.boxes)
+
+
+class _Timer:
+    """Wall time per pipeline stage (synchronising CUDA at stage ends when enabled)."""
+
+    def __init__(self, stats: dict[str, float] | None, device: torch.device) -> None:
+        self.stats, self.device = stats, device
+        if stats is not None:
+            for stage in STAGES:
+                stats.setdefault(stage, 0.0)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        if self.stats is None:
+            yield
+            return
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.stats[stage] += time.perf_counter() - start
+
+
+def check_images(images: Any, source: str = "images") -> dict[int, dict]:
+    """``{id: info}`` of a COCO ``images`` list (ids, file names, sizes checked)."""
+    if not isinstance(images, list):
+        raise DataError(f"{source}: 'images' must be a list of image entries")
+    problems = validate_coco({"images": images, "annotations": [], "categories": []}, source)
+    if problems:
+        raise DataError(problems[0])
+    return {img["id"]: img for img in images}
+
+
+def check_results(
+    results: Sequence[dict] | str | os.PathLike, images: Sequence[dict]
+) -> list[dict[str, Any]]:
+    """Validated results (image ids of ``images``, integer categories, finite scores), masks as compressed
+    RLE."""
+    if isinstance(results, (str, os.PathLike)):
+        source, results = str(results), read_json(results)
+    else:
+        source = "results"
+    if not isinstance(results, list):
+        raise DataError(f"{source}: expected a list of result objects, got {type(results).__name__}")
+    cats = {r.get("category_id") for r in results if isinstance(r, dict)}
+    categories = [{"id": c, "name": str(c)} for c in cats if isinstance(c, int) and not isinstance(c, bool)]
+    coco = coco_from_dict({"images": list(images), "annotations": [], "categories": categories})
+    return load_results(results, coco, ("segm",)) if results else []
+
+
+def _chunks(
+    infos: dict[int, dict],
+    image_root: str | os.PathLike,
+    results: list[dict],
+    *,
+    patch_size: int,
+    nms_iou: float,
+    chunk: int,
+    device: torch.device,
+    timer: _Timer,
+) -> Iterator[_Chunk]:
+    by_image: dict[int, list[int]] = defaultdict(list)
+    for position, r in enumerate(results):
+        by_image[r["image_id"]].append(position)
+    for image_id, positions in by_image.items():
+        info = infos[image_id]
+        h, w = info["height"], info["width"]
+        with timer("read"):
+            image = torch.from_numpy(load_image(image_root, info)).to(device)[None]
+        for start in range(0, len(positions), chunk):
+            part = positions[start:start + chunk]
+            with timer("extract"):
+                masks = decode_masks([results[p]["segmentation"] for p in part], h, w).to(device)
+                boxes, instance = propose_patches(masks, patch_size=patch_size, nms_iou=nms_iou)
+                images = crop_patches(image, boxes, torch.zeros_like(instance), patch_size)
+                coarse = crop_patches(masks, boxes, instance, patch_size)
+            probs = torch.empty((len(boxes), patch_size, patch_size), device=device)
+            yield _Chunk(part, [results[p] for p in part], masks, boxes, instance, images, coarse, probs)
+
+
+def _predict(model: RefineNet, parts: list[tuple[_Chunk, int, int]], timer: _Timer) -> Iterator[_Chunk]:
+    """Run one batch made of ``(chunk, start, end)`` patch ranges; yield the chunks it completes."""
+    with timer("network"):
+        images = torch.cat([c.images[a:b] for c, a, b in parts]).float().div_(255.0)
+        coarse = torch.cat([c.coarse[a:b] for c, a, b in parts])
+        probs = model.predict(images, coarse)
+    offset = 0
+    for c, a, b in parts:
+        c.probs[a:b] = probs[offset:offset + b - a]
+        offset += b - a
+        c.filled += b - a
+        if c.filled == c.num_patches:
+            yield c
+
+
+def _batched(chunks: Iterator[_Chunk], model: RefineNet, batch_size: int, timer: _Timer) -> Iterator[_Chunk]:
+    """Chunks with their probabilities filled, the patch stream cut into full batches across chunks."""
+    parts: list[tuple[_Chunk, int, int]] = []
+    count = 0
+    for c in chunks:
+        if c.num_patches == 0:
+            yield c
+            continue
+        start = 0
+        while start < c.num_patches:
+            take = min(batch_size - count, c.num_patches - start)
+            parts.append((c, start, start + take))
+            count += take
+            start += take
+            if count == batch_size:
+                yield from _predict(model, parts, timer)
+                parts, count = [], 0
+    if parts:
+        yield from _predict(model, parts, timer)
+
+
+def refine_results(
+    images: Sequence[dict],
+    image_root: str | os.PathLike,
+    results: Sequence[dict] | str | os.PathLike,
+    model: RefineNet,
+    *,
+    nms_iou: float = DEFAULT_NMS_IOU,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    chunk: int = 16,
+    progress: bool = True,
+    stats: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Refine the masks of a COCO results list with a BPR network.
+
+    Args:
+        images: COCO image entries (``id``, ``file_name`` relative to ``image_root``, ``height``, ``width``).
+        image_root: the image folder.
+        results: COCO results (list or json path) with polygon or RLE ``segmentation``; every ``image_id``
+            must be one of ``images``.
+        model: a :class:`RefineNet` (e.g. :func:`densevision.refine.network.load_refine_net`); its
+            ``patch_size`` is used. It is moved to ``device`` and put in eval mode.
+        nms_iou: patch proposal NMS threshold (0.25 for COCO-like data, 0.55 in BPR's Cityscapes setting).
+        batch_size: patches per network batch (bounds the device memory).
+        device: where proposals, the network and the merge run.
+        chunk: detections decoded and merged together.
+        progress: show a progress bar over detections.
+        stats: if given, receives the seconds spent per stage (``read``, ``extract``, ``network``, ``merge``).
+
+    Returns:
+        The refined results in input order: ``image_id``, ``category_id`` and ``score`` kept, ``segmentation``
+        as compressed RLE, ``bbox`` (XYWH) recomputed from the refined mask.
+    """
+    if batch_size < 1 or chunk < 1:
+        raise DenseVisionError(f"batch size and chunk must be positive, got {batch_size} and {chunk}")
+    if not 0.0 <= nms_iou <= 1.0:
+        raise DenseVisionError(f"NMS IoU threshold must be in [0, 1], got {nms_iou}")
+    infos = check_images(list(images) if isinstance(images, (list, tuple)) else images)
+    checked = check_results(results, list(infos.values()))
+    device = torch.device(device)
+    model = model.to(device).eval()
+    timer = _Timer(stats, device)
+    refined: list[dict[str, Any] | None] = [None] * len(checked)
+    chunks = _chunks(infos, Path(image_root), checked, patch_size=model.patch_size, nms_iou=nms_iou,
+                     chunk=chunk, device=device, timer=timer)
+    with tqdm(total=len(checked), desc="bpr refine", unit="inst", disable=not progress) as bar:
+        for c in _batched(chunks, model, batch_size, timer):
+            with timer("merge"):
+                masks = merge_patches(c.masks, c.probs, c.boxes, c.instance)
+                rles = encode_masks(masks)
+                boxes = mask_utils.toBbox(rles).tolist() if rles else []
+            for position, r, rle, box in zip(c.positions, c.results, rles, boxes, strict=True):
+                refined[position] = {"image_id": r["image_id"], "category_id": r["category_id"],
+                                     "score": r["score"], "segmentation": rle, "bbox": box}
+            bar.update(len(c.positions))
+    return refined

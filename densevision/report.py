@@ -1,0 +1,137 @@
+"""Figures for the demo report: detections next to the ground truth, boundary close-ups before and after
+refinement, and the detector's learning curve."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from densevision.data.coco import annotation_to_mask, read_image
+from densevision.io import atomic_open
+from densevision.viz import draw_coco_results
+
+GT_COLOUR, COARSE_COLOUR, REFINED_COLOUR = (0, 200, 0), (230, 30, 30), (30, 120, 255)
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def _contours(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], scale: int) -> None:
+    big = cv2.resize(mask.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(big, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(canvas, contours, -1, colour, 1)
+
+
+def boundary_closeups(gt: Mapping[str, Any], image_root: str | os.PathLike, coarse: Sequence[Mapping],
+                      refined: Sequence[Mapping], *, count: int = 6, zoom: int = 4,
+                      crop: int = 48) -> list[tuple[str, np.ndarray]]:
+    """Close-ups (``zoom``× enlarged ``crop``-pixel windows) where refinement changed the most, with the ground
+    truth (green), coarse (red) and refined (blue) contours; returns ``(title, H×W×3 uint8)`` panels."""
+    images = {img["id"]: img for img in gt["images"]}
+    anns_by_image: dict[int, list[Mapping]] = {}
+    for ann in gt["annotations"]:
+        anns_by_image.setdefault(ann["image_id"], []).append(ann)
+    candidates = []
+    for k, (c, r) in enumerate(zip(coarse, refined, strict=True)):
+        if c["score"] < 0.5:
+            continue
+        info = images[c["image_id"]]
+        cm = mask_utils.decode(c["segmentation"]).astype(bool)
+        rm = mask_utils.decode(r["segmentation"]).astype(bool)
+        changed = cm ^ rm
+        if not changed.any():
+            continue
+        gts = [annotation_to_mask(a["segmentation"], info["height"], info["width"]).astype(bool)
+               for a in anns_by_image.get(c["image_id"], []) if a["category_id"] == c["category_id"]]
+        if not gts:
+            continue
+        g = max(gts, key=lambda m: _mask_iou(m, cm))
+        gain = int((rm == g).sum()) - int((cm == g).sum())
+        ys, xs = np.nonzero(changed)
+        candidates.append((gain, k, int(np.median(ys)), int(np.median(xs)), g, cm, rm))
+    candidates.sort(key=lambda t: -t[0])
+    panels = []
+    for gain, k, cy, cx, g, cm, rm in candidates[:count]:
+        info = images[coarse[k]["image_id"]]
+        image = read_image(Path(image_root) / info["file_name"])
+        h, w = g.shape
+        y0 = int(np.clip(cy - crop // 2, 0, max(h - crop, 0)))
+        x0 = int(np.clip(cx - crop // 2, 0, max(w - crop, 0)))
+        window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+        canvas = cv2.resize(image[window], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+        for mask, colour in ((g, GT_COLOUR), (cm, COARSE_COLOUR), (rm, REFINED_COLOUR)):
+            _contours(canvas, mask[window], colour, zoom)
+        panels.append((f"image {info['id']}: {gain:+d} px correct", canvas))
+    return panels
+
+
+def write_demo_figures(path: str | os.PathLike, gt: Mapping[str, Any], image_root: str | os.PathLike,
+                       coarse: Sequence[Mapping], refined: Sequence[Mapping], class_names: Sequence[str], *,
+                       samples: int = 2, loss_history: Sequence[Mapping[str, float]] = ()) -> Path:
+    """One PNG: for ``samples`` images, ground truth / coarse / refined overlays; boundary close-ups (green
+    ground truth, red coarse, blue refined); and the detector's evaluation curve when given."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    by_image: dict[int, dict[str, list]] = {}
+    for key, rows in (("gt", gt["annotations"]), ("coarse", coarse), ("refined", refined)):
+        for r in rows:
+            by_image.setdefault(r["image_id"], {"gt": [], "coarse": [], "refined": []})[key].append(r)
+    rows_panels = []
+    for info in gt["images"][:samples]:
+        image = read_image(Path(image_root) / info["file_name"])
+        entry = by_image.get(info["id"], {"gt": [], "coarse": [], "refined": []})
+        gt_rows = [{**a, "score": 1.0, "segmentation": _rle(a, info)} for a in entry["gt"]]
+        rows_panels.append([
+            (f"image {info['id']}: ground truth", draw_coco_results(image, gt_rows, names)),
+            ("coarse (detector)", draw_coco_results(image, entry["coarse"], names, score_thr=0.5)),
+            ("refined (BPR)", draw_coco_results(image, entry["refined"], names, score_thr=0.5)),
+        ])
+    closeups = boundary_closeups(gt, image_root, coarse, refined)
+    curve = [e for e in loss_history if "segm/AP" in e]
+    ncols = 3
+    nrows = len(rows_panels) + -(-len(closeups) // ncols) + (1 if curve else 0)
+    fig = Figure(figsize=(4.2 * ncols, 4.2 * max(nrows, 1)), dpi=90)
+    FigureCanvasAgg(fig)
+    index = 1
+    for row in rows_panels:
+        for title, image in row:
+            ax = fig.add_subplot(nrows, ncols, index)
+            ax.imshow(image)
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+            index += 1
+    for title, image in closeups:
+        ax = fig.add_subplot(nrows, ncols, index)
+        ax.imshow(image)
+        ax.set_title(title + " (green GT, red coarse, blue refined)", fontsize=7)
+        ax.axis("off")
+        index += 1
+    if curve:
+        ax = fig.add_subplot(nrows, 1, nrows)
+        for key in ("bbox/AP", "segm/AP", "boundary/AP"):
+            points = [(e["iteration"], e[key]) for e in curve if key in e]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=key)
+        ax.set(xlabel="iteration", ylabel="AP (validation)", title="detector learning curve")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    return path
+
+
+def _rle(ann: Mapping[str, Any], info: Mapping[str, Any]) -> dict:
+    mask = annotation_to_mask(ann["segmentation"], info["height"], info["width"])
+    return mask_utils.encode(np.asfortranarray(mask))

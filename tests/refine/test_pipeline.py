@@ -1,0 +1,156 @@
+"""End-to-end refinement of results lists with stub networks: merge semantics, batching, degenerate inputs,
+errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from densevision.data.coco import annotation_to_mask, read_json
+from densevision.errors import DataError
+from densevision.refine.patches import propose_patches
+from densevision.refine.pipeline import STAGES, refine_results
+
+
+def identity(image, mask):
+    return mask
+
+
+def bright(image, mask):
+    return image.mean(1) > 0.5
+
+
+def mixed(image, mask):
+    return torch.sigmoid(8 * image[:, 0] - 4 + mask.float())
+
+
+@pytest.fixture
+def square_scene(tmp_path, rle_of):
+    """A 64×80 black image with a white 20×24 rectangle; the coarse mask is the rectangle shifted by 2 px."""
+    image = np.zeros((64, 80, 3), np.uint8)
+    image[20:40, 30:54] = 255
+    Image.fromarray(image).save(tmp_path / "scene.png")
+    truth = image[..., 0] > 0
+    coarse = np.zeros_like(truth)
+    coarse[22:42, 28:52] = True
+    info = {"id": 5, "file_name": "scene.png", "height": 64, "width": 80}
+    result = {"image_id": 5, "category_id": 3, "score": 0.7, "segmentation": rle_of(coarse),
+              "bbox": [0, 0, 1, 1]}
+    return tmp_path, info, result, truth
+
+
+def test_identity_network_keeps_masks_scores_and_categories(synth, stub_net):
+    data = read_json(synth["val"])
+    coarse = json.loads((synth["root"] / "coarse_val.json").read_text())
+    coarse[0]["segmentation"] = [[10, 10, 40, 12, 30, 40]]  # polygons are accepted too
+    out = refine_results(data["images"], synth["root"] / "val", coarse, stub_net(identity), progress=False)
+    assert len(out) == len(coarse)
+    for r, c in zip(out, coarse, strict=True):
+        assert (r["image_id"], r["category_id"], r["score"]) == (c["image_id"], c["category_id"], c["score"])
+        h, w = r["segmentation"]["size"]
+        expected = annotation_to_mask(c["segmentation"], h, w)
+        assert np.array_equal(mask_utils.decode(r["segmentation"]), expected)
+        assert r["bbox"] == mask_utils.toBbox(r["segmentation"]).tolist()
+
+
+def test_refined_mask_follows_the_network_inside_patches(square_scene, stub_net):
+    root, info, result, truth = square_scene
+    stub = stub_net(bright, patch_size=32)
+    out = refine_results([info], root, [result], stub, nms_iou=0.25, progress=False)
+    refined = mask_utils.decode(out[0]["segmentation"]).astype(bool)
+    assert np.array_equal(refined, truth)
+    assert out[0]["bbox"] == [30.0, 20.0, 24.0, 20.0]  # recomputed from the refined mask
+
+
+def test_pixels_no_patch_covers_keep_the_coarse_mask(tmp_path, stub_net, rle_of):
+    Image.fromarray(np.zeros((200, 200, 3), np.uint8)).save(tmp_path / "big.png")
+    coarse = np.zeros((200, 200), bool)
+    coarse[20:180, 20:180] = True
+    info = {"id": 1, "file_name": "big.png", "height": 200, "width": 200}
+    result = {"image_id": 1, "category_id": 1, "score": 1.0, "segmentation": rle_of(coarse)}
+    stub = stub_net(lambda image, mask: torch.zeros_like(mask))
+    out = refine_results([info], tmp_path, [result], stub, progress=False)
+    refined = mask_utils.decode(out[0]["segmentation"]).astype(bool)
+    boxes, _ = propose_patches(torch.from_numpy(coarse)[None], patch_size=16, nms_iou=0.25)
+    covered = np.zeros_like(coarse)
+    for x0, y0, x1, y1 in boxes.tolist():
+        covered[y0:y1, x0:x1] = True
+    assert covered.any() and not covered[40:160, 40:160].any()
+    assert not refined[covered].any()  # every covered pixel takes the network's 0
+    assert np.array_equal(refined[~covered], coarse[~covered])  # the rest keeps the coarse mask
+
+
+def test_batch_size_and_chunking_do_not_change_the_result(synth, stub_net):
+    data = read_json(synth["train"])
+    coarse = json.loads((synth["root"] / "coarse_train.json").read_text())
+    reference = refine_results(data["images"], synth["root"] / "train", coarse, stub_net(mixed), batch_size=1,
+                               chunk=1, progress=False)
+    for batch_size, chunk in ((7, 2), (64, 16)):
+        stub = stub_net(mixed)
+        out = refine_results(data["images"], synth["root"] / "train", coarse, stub, batch_size=batch_size,
+                             chunk=chunk, progress=False)
+        assert out == reference
+        assert all(n == batch_size for n in stub.calls[:-1]) and 0 < stub.calls[-1] <= batch_size
+
+
+def test_empty_results_and_stats(synth, stub_net):
+    data = read_json(synth["val"])
+    stats: dict[str, float] = {}
+    stub = stub_net(identity)
+    assert refine_results(data["images"], synth["root"] / "val", [], stub, progress=False, stats=stats) == []
+    assert stub.calls == [] and set(stats) == set(STAGES)
+
+
+def test_image_smaller_than_a_patch(tiny_coco, stub_net, rle_of):
+    ann, root, data = tiny_coco  # 40×60 images
+    mask = np.zeros((40, 60), np.uint8)
+    mask[5:30, 10:50] = 1
+    results = [{"image_id": 11, "category_id": 7, "score": 0.9, "segmentation": rle_of(mask)},
+               {"image_id": 12, "category_id": 0, "score": 0.3, "segmentation": rle_of(mask[:, ::-1])}]
+    stub = stub_net(lambda image, m: torch.ones_like(m), patch_size=64)
+    out = refine_results(data["images"], root, results, stub, progress=False)
+    for r in out:
+        assert r["segmentation"]["size"] == [40, 60]
+        assert mask_utils.decode(r["segmentation"]).all()  # the one patch covers the whole image
+    assert stub.calls == [2]  # one patch per instance
+
+
+def test_instance_smaller_than_a_patch(square_scene, stub_net, rle_of):
+    root, info, result, _ = square_scene
+    tiny = np.zeros((64, 80), bool)
+    tiny[30:32, 40:42] = True
+    result = {**result, "segmentation": rle_of(tiny)}
+    stub = stub_net(bright, patch_size=32)
+    out = refine_results([info], root, [result], stub, progress=False)
+    refined = mask_utils.decode(out[0]["segmentation"]).astype(bool)
+    assert stub.calls == [1]
+    assert refined[30:32, 40:42].all() and refined.sum() > 4  # the patch saw part of the white rectangle
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda r: r.update(image_id=99), "image_id 99"),
+    (lambda r: r["segmentation"].update(size=[10, 10]), "does not match"),
+    (lambda r: r.pop("segmentation"), "missing key 'segmentation'"),
+    (lambda r: r.update(score=float("nan")), "score"),
+])
+def test_bad_results_name_the_problem(square_scene, stub_net, change, message):
+    root, info, result, _ = square_scene
+    change(result)
+    with pytest.raises(DataError, match=message):
+        refine_results([info], root, [result], stub_net(identity), progress=False)
+
+
+def test_bad_images_name_the_problem(square_scene, stub_net, rle_of):
+    root, info, result, _ = square_scene
+    with pytest.raises(DataError, match="image file not found"):
+        refine_results([{**info, "file_name": "nope.png"}], root, [result], stub_net(identity), progress=False)
+    with pytest.raises(DataError, match="the json says 70x64"):
+        refine_results([{**info, "width": 70}], root, [{**result, "segmentation": rle_of(np.ones((64, 70)))}],
+                       stub_net(identity), progress=False)
+    with pytest.raises(DataError, match="height"):
+        refine_results([{"id": 1, "file_name": "x.png"}], root, [], stub_net(identity), progress=False)

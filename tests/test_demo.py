@@ -1,0 +1,58 @@
+import hashlib
+import json
+from dataclasses import replace
+
+import pytest
+
+from densevision.demo import ASSETS, DETECTOR_FILE, QUICK_RECIPE, DemoRecipe, prepare_split, run_demo
+
+
+def test_quick_demo_runs_every_step(tmp_path):
+    out = run_demo(tmp_path, quick=True, device="cpu", progress=False)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) == {"coarse", "refined"}
+    for stage in metrics.values():
+        assert set(stage) == {"bbox", "segm", "boundary"}
+        assert all(0.0 <= stage[t]["AP"] <= 100.0 for t in stage)
+    assert out["report"].read_text().startswith("# densevision demo")
+    assert (tmp_path / "figure.png").stat().st_size > 10_000
+    for name in ("demo_detector", "demo_refiner"):
+        weights = tmp_path / "weights" / f"{name}.pt"
+        card = json.loads((tmp_path / "weights" / f"{name}.json").read_text())
+        assert card["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+        assert card["recipe"]["seed"] == QUICK_RECIPE.seed and card["iterations"] == 3
+    refined = json.loads((tmp_path / "refined.json").read_text())
+    coarse = json.loads((tmp_path / "coarse.json").read_text())
+    assert [(r["image_id"], r["category_id"], r["score"]) for r in refined] == \
+        [(r["image_id"], r["category_id"], r["score"]) for r in coarse]
+
+
+def test_prepare_split_reuses_identical_data(tmp_path):
+    recipe = replace(QUICK_RECIPE, image_size=96)
+    ann, _ = prepare_split(tmp_path, "val", 2, recipe, progress=False)
+    stamp = ann.stat().st_mtime_ns
+    assert prepare_split(tmp_path, "val", 2, recipe, progress=False)[0].stat().st_mtime_ns == stamp
+    prepare_split(tmp_path, "val", 3, recipe, progress=False)
+    assert len(json.loads(ann.read_text())["images"]) == 3
+
+
+@pytest.mark.slow
+def test_recorded_recipe_reproduces_first_losses(tmp_path):
+    """The shipped detector's card records its first losses; the recipe with its seed gives them again."""
+    from densevision.detection.train import train_detector
+
+    card = json.loads((ASSETS / DETECTOR_FILE).with_suffix(".json").read_text())
+    recipe = DemoRecipe(**card["recipe"])
+    ann, images = prepare_split(tmp_path / "data", "train", recipe.train_images, recipe, progress=False)
+    steps = 3
+    summary = train_detector(
+        train_json=ann, train_images=images, out_dir=tmp_path / "run", backbone=recipe.detector_backbone,
+        iters=steps, batch_size=recipe.detector_batch, lr=recipe.detector_lr, warmup_iters=recipe.detector_warmup,
+        seed=recipe.seed, device="cpu", min_size=recipe.detector_input, max_size=recipe.detector_input,
+        model_kwargs=recipe.detector_model_kwargs, log_every=1, progress=False,
+    )
+    assert summary["iteration"] == steps
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]
+    for got, want in zip(history, card["first_losses"][:steps], strict=True):
+        assert got["total_loss"] == pytest.approx(want["total_loss"], rel=1e-3)
+        assert got["loss_mask"] == pytest.approx(want["loss_mask"], rel=1e-3)
