@@ -8,7 +8,10 @@ and this project's own (= timm's keys) load into both.
 
 Activations stay channels-last (``B×H×W×C``). Cyclic shift, padding to window multiples and window partition
 are one precomputed permutation per block (``WindowLayout``): one gather in, one gather out, instead of
-roll + pad + permute + copy both ways.
+roll + pad + permute + copy both ways. While tracing (ONNX export with the TorchScript exporter,
+``torch.jit.trace``) a block instead pads, rolls and reshapes, with the pads and the shift mask computed from
+the traced size (:func:`shifted_window_mask_traced`), so the graph holds for any input size; the result is the
+same.
 """
 
 from __future__ import annotations
@@ -29,10 +32,17 @@ from densevision.layers.attention import WindowAttention, shifted_window_mask
 from densevision.models.features import FeatureExtractor, resolve_out_indices
 from densevision.models.registry import register_model
 
-__all__ = ["SwinFeatures", "SwinTransformer", "WindowLayout", "window_layout"]
+__all__ = ["SwinFeatures", "SwinTransformer", "WindowLayout", "shifted_window_mask_traced", "window_layout"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _tracing() -> bool:
+    """Sizes are traced tensors (ONNX export with ``dynamo=False``, ``torch.jit.trace``): take the size-generic
+    path. ``torch.jit.is_tracing()`` rather than ``torch.onnx.is_in_onnx_export()``, which costs microseconds
+    per call in eager mode."""
+    return torch.jit.is_tracing()
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,21 @@ def window_layout(
     return WindowLayout(gather, scatter, mask, padded)
 
 
+def shifted_window_mask_traced(
+    height: int | torch.Tensor, width: int | torch.Tensor, window_size: int, shift_size: int,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """:func:`shifted_window_mask` (``nW×M²×M²``, 0 / −100) from tensor ops only, without in-place slice writes,
+    so ``height`` and ``width`` (multiples of M) may be traced sizes (ONNX export, ``torch.jit.trace``)."""
+    m, s = window_size, shift_size
+    ys, xs = torch.arange(height, device=device), torch.arange(width, device=device)
+    region_y = (ys >= height - m).long() + (ys >= height - s).long()
+    region_x = (xs >= width - m).long() + (xs >= width - s).long()
+    labels = (3 * region_y[:, None] + region_x[None, :]).view(height // m, m, width // m, m)
+    windows = labels.permute(0, 2, 1, 3).reshape(-1, m * m)
+    return (windows[:, None, :] != windows[:, :, None]).float() * -100.0
+
+
 class PatchEmbed(nn.Module):
     """``B×3×H×W -> B×⌈H/p⌉×⌈W/p⌉×C``: pad right/bottom to multiples of ``p``, ``p×p``/``p`` conv, norm."""
 
@@ -105,7 +130,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch_size
         h, w = x.shape[-2:]
-        if h % p or w % p:
+        if _tracing() or h % p or w % p:
             x = F.pad(x, (0, -w % p, 0, -h % p))
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
 
@@ -143,6 +168,8 @@ class SwinTransformerBlock(nn.Module):
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _tracing():
+            return self._forward_traced(x)
         b, h, w, c = x.shape
         layout = window_layout(h, w, self.window_size, self.shift_size, x.device)
         x = x.reshape(b, h * w, c)
@@ -150,6 +177,24 @@ class SwinTransformerBlock(nn.Module):
         x = x + self.drop_path1(layout.reverse(self.attn(windows, layout.mask), b))
         x = x + self.drop_path2(self.mlp(self.norm2(x)))
         return x.view(b, h, w, c)
+
+    def _forward_traced(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` as pad, roll, reshape/permute and crop with sizes taken from ``x`` (tracing)."""
+        b, h, w, c = x.shape
+        m, s = self.window_size, self.shift_size
+        pad_h, pad_w = -h % m, -w % m
+        y = F.pad(self.norm1(x), (0, 0, 0, pad_w, 0, pad_h))
+        hp, wp = h + pad_h, w + pad_w
+        if s:
+            y = torch.roll(y, (-s, -s), (1, 2))
+        windows = y.view(b, hp // m, m, wp // m, m, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, m * m, c)
+        mask = shifted_window_mask_traced(hp, wp, m, s, x.device) if s else None
+        y = self.attn(windows, mask).view(b, hp // m, wp // m, m, m, c)
+        y = y.permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
+        if s:
+            y = torch.roll(y, (s, s), (1, 2))
+        x = x + self.drop_path1(y[:, :h, :w])
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
 
     def extra_repr(self) -> str:
         return f"window_size={self.window_size}, shift_size={self.shift_size}"
@@ -168,7 +213,7 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
-        if h % 2 or w % 2:
+        if _tracing() or h % 2 or w % 2:
             x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
             h, w = h + h % 2, w + w % 2
         x = x.view(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h // 2, w // 2, 4 * c)

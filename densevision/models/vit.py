@@ -4,6 +4,12 @@ Classifier (``VisionTransformer``, timm's interface and state-dict keys) and den
 a simple feature pyramid from the last block, strides 4/8/16/32, as in ViTDet). Both accept any input size:
 the image is padded right/bottom to a patch multiple and the position embedding is resampled (bicubic,
 antialiased, fp32) to the input's grid.
+
+While tracing (ONNX export with the TorchScript exporter, ``torch.jit.trace``): ONNX has no antialiased bicubic
+resize, so the resampling is written as two weight matrices computed from the traced grid size
+(``out = W_h · P · W_wᵀ``, :func:`bicubic_aa_weights`), the weights PyTorch's antialiased kernel uses; the
+exported graph matches PyTorch at every input size, smaller or larger than the pretraining size. Padding and
+cropping are always traced, so the graph holds at sizes other than the traced one.
 """
 
 from __future__ import annotations
@@ -23,10 +29,17 @@ from densevision.layers.attention import MultiHeadAttention
 from densevision.models.features import FeatureExtractor, resolve_out_indices
 from densevision.models.registry import register_model
 
-__all__ = ["ViTFeatures", "VisionTransformer", "resample_pos_embed"]
+__all__ = ["ViTFeatures", "VisionTransformer", "bicubic_aa_weights", "resample_pos_embed"]
 
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 _FEATURE_STRIDES = (4, 8, 16, 32)
+
+
+def _tracing() -> bool:
+    """Sizes are traced tensors (ONNX export with ``dynamo=False``, ``torch.jit.trace``): take the size-generic
+    path. ``torch.jit.is_tracing()`` rather than ``torch.onnx.is_in_onnx_export()``, which costs microseconds
+    per call in eager mode."""
+    return torch.jit.is_tracing()
 
 
 def resample_pos_embed(
@@ -35,13 +48,37 @@ def resample_pos_embed(
     """``1×(P+g·g)×D -> 1×(P+h·w)×D``: bicubic, antialiased, fp32 resampling of the square grid part; the
     ``P`` prefix (class) tokens are kept as they are."""
     old = math.isqrt(pos_embed.shape[1] - num_prefix_tokens)
-    if (old, old) == tuple(grid):
+    traced = _tracing()
+    if not traced and (old, old) == tuple(grid):
         return pos_embed
     prefix, tokens = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     tokens = tokens.float().reshape(1, old, old, -1).permute(0, 3, 1, 2)
-    tokens = F.interpolate(tokens, size=grid, mode="bicubic", antialias=True, align_corners=False)
+    if traced:
+        rows, cols = (bicubic_aa_weights(old, n, tokens.device) for n in grid)
+        tokens = rows @ tokens @ cols.t()
+    else:
+        tokens = F.interpolate(tokens, size=grid, mode="bicubic", antialias=True, align_corners=False)
     tokens = tokens.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1).to(pos_embed.dtype)
     return torch.cat([prefix, tokens], dim=1)
+
+
+def bicubic_aa_weights(
+    in_size: int, out_size: int | torch.Tensor, device: torch.device | None = None
+) -> torch.Tensor:
+    """``out×in`` fp32 matrix of antialiased bicubic resampling along one axis (``align_corners=False``), as
+    ``F.interpolate(..., mode="bicubic", antialias=True)`` computes it: output ``i`` centred at
+    ``c_i = (i + ½)·in/out`` reads input ``j`` with weight ``k((j + ½ − c_i) / max(in/out, 1))``, Keys' cubic
+    ``k`` with ``a = −½``, each row normalised to sum 1. ``out_size`` may be a traced size (ONNX export)."""
+    scale = in_size / out_size
+    center = (torch.arange(out_size, dtype=torch.float32, device=device) + 0.5) * scale
+    stretch = torch.clamp(torch.as_tensor(scale, dtype=torch.float32, device=device), min=1.0)
+    source = torch.arange(in_size, dtype=torch.float32, device=device)
+    t = ((source[None, :] - center[:, None] + 0.5) / stretch).abs()
+    a = -0.5
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = (((t - 5) * t + 8) * t - 4) * a
+    w = torch.where(t < 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
+    return w / w.sum(dim=1, keepdim=True)
 
 
 class PatchEmbed(nn.Module):
@@ -55,7 +92,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         p = self.patch_size
         h, w = x.shape[-2:]
-        if h % p or w % p:
+        if _tracing() or h % p or w % p:
             x = F.pad(x, (0, -w % p, 0, -h % p))
         x = self.proj(x)
         return x.flatten(2).transpose(1, 2), (x.shape[-2], x.shape[-1])
@@ -275,8 +312,8 @@ class ViTFeatures(_ViTTrunk, FeatureExtractor):
         for i in self.out_indices:
             s = self._all_strides[i]
             level = self.pyramid[str(i)](fmap)
-            th, tw = -(-h // s), -(-w // s)
-            if level.shape[-2:] != (th, tw):
+            th, tw = (h + s - 1) // s, (w + s - 1) // s  # ceil (no negatives: ONNX Div truncates)
+            if _tracing() or level.shape[-2:] != (th, tw):
                 level = level[..., :th, :tw].contiguous()
             out.append(level)
         return out

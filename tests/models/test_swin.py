@@ -1,5 +1,6 @@
 """Swin: the block against an upstream-style reference (pad, roll, partition), tiny-config shapes and gradients,
-features at odd sizes, checkpoint formats (official, timm, own, mmdet ``backbone.``), and logits equal to timm's."""
+features at odd sizes, checkpoint formats (official, timm, own, mmdet ``backbone.``), logits equal to timm's, and
+the ONNX-export form (traced pads and mask) against ONNX Runtime at sizes other than the traced one."""
 
 from __future__ import annotations
 
@@ -14,8 +15,20 @@ import torch.nn.functional as F
 
 from densevision import create_model
 from densevision.errors import CheckpointError
-from densevision.layers.attention import relative_position_index, window_partition, window_reverse
-from densevision.models.swin import SwinFeatures, SwinTransformer, SwinTransformerBlock, window_layout
+from densevision.export import check_with_onnxruntime, export_model_bytes
+from densevision.layers.attention import (
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+from densevision.models.swin import (
+    SwinFeatures,
+    SwinTransformer,
+    SwinTransformerBlock,
+    shifted_window_mask_traced,
+    window_layout,
+)
 
 TINY = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), drop_path_rate=0.0)
 NAME = "swin_tiny_patch4_window7_224"
@@ -86,7 +99,25 @@ def test_block_matches_reference(h: int, w: int, m: int, s: int) -> None:
     block = randomize_(SwinTransformerBlock(8, 2, window_size=m, shift_size=s)).eval()
     x = torch.randn(2, h, w, 8)
     with torch.no_grad():
-        torch.testing.assert_close(block(x), reference_block(block, x), atol=1e-5, rtol=1e-5)
+        want = reference_block(block, x)
+        torch.testing.assert_close(block(x), want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(block._forward_traced(x), want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("h", "w", "m", "s"), [(7, 7, 7, 3), (14, 21, 7, 3), (12, 8, 4, 2), (6, 9, 3, 1)])
+def test_traced_mask_equals_mask(h: int, w: int, m: int, s: int) -> None:
+    torch.testing.assert_close(shifted_window_mask_traced(h, w, m, s), shifted_window_mask(h, w, m, s), rtol=0, atol=0)
+
+
+def test_features_onnx_graph_holds_at_untraced_sizes() -> None:
+    """Traced at 64×96 (no padding anywhere), run by ONNX Runtime at sizes that pad at the patch embedding, in
+    every block and at each patch merging, and at maps smaller than one window."""
+    small = dict(embed_dim=16, depths=(1, 2, 1, 1), num_heads=(1, 2, 2, 4))
+    model = randomize_(create_model(NAME, features_only=True, **small)).eval()
+    onnx_bytes, _ = export_model_bytes(model, features=True, size=(64, 96))
+    inputs = [torch.randn(2, 3, 64, 96), torch.randn(1, 3, 93, 150), torch.randn(1, 3, 31, 17)]
+    checks = check_with_onnxruntime(onnx_bytes, model, inputs, atol=1e-4, label=NAME)
+    assert [c["input_shape"] for c in checks] == [list(x.shape) for x in inputs]
 
 
 def test_window_layout_is_a_permutation() -> None:

@@ -1,5 +1,6 @@
 """ViT: tiny-config shapes and gradients, the class-token-only last block, position-embedding resampling
-against timm's dynamic-size ViT, features at odd sizes, checkpoints, and logits equal to timm's."""
+against timm's dynamic-size ViT, features at odd sizes, checkpoints, logits equal to timm's, and the ONNX-export
+form (resampling as weight matrices) against ONNX Runtime at sizes other than the traced one."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import math
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
 from densevision import create_model
-from densevision.models.vit import VisionTransformer, ViTFeatures, resample_pos_embed
+from densevision.export import check_with_onnxruntime, export_model_bytes
+from densevision.models.vit import VisionTransformer, ViTFeatures, bicubic_aa_weights, resample_pos_embed
 
 TINY = dict(embed_dim=32, depth=2, num_heads=2, img_size=64)
 NAME = "vit_small_patch16_224"
@@ -85,6 +88,25 @@ def test_resample_pos_embed_keeps_class_token() -> None:
     assert out.shape == (1, 1 + 18, 8)
     torch.testing.assert_close(out[:, :1], pos[:, :1])
     assert resample_pos_embed(pos, (4, 4)) is pos
+
+
+@pytest.mark.parametrize(("old", "new"), [(4, (4, 4)), (4, (7, 6)), (14, (9, 3)), (14, (40, 2)), (14, (1, 1))])
+def test_bicubic_aa_weights_equal_antialiased_interpolate(old: int, new: tuple[int, int]) -> None:
+    grid = torch.randn(1, 8, old, old)
+    want = F.interpolate(grid, size=new, mode="bicubic", antialias=True, align_corners=False)
+    got = bicubic_aa_weights(old, new[0]) @ grid @ bicubic_aa_weights(old, new[1]).t()
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+
+def test_features_onnx_graph_holds_at_untraced_sizes() -> None:
+    """Traced at 64×96 (position grid 4×6 from 4×4), run by ONNX Runtime at the pretraining grid, at a smaller
+    one (the embedding downsampled) and at sizes that pad the patches and crop the pyramid levels."""
+    model = randomize_(create_model(NAME, features_only=True, **TINY)).eval()
+    onnx_bytes, _ = export_model_bytes(model, features=True, size=(64, 96))
+    sizes = [(64, 96), (64, 64), (40, 50), (100, 70)]
+    inputs = [torch.randn(2 if i == 0 else 1, 3, h, w) for i, (h, w) in enumerate(sizes)]
+    checks = check_with_onnxruntime(onnx_bytes, model, inputs, atol=1e-4, label=NAME)
+    assert [c["input_shape"][2:] for c in checks] == [list(s) for s in sizes]
 
 
 @pytest.mark.parametrize(("h", "w"), [(224, 224), (250, 333), (512, 768), (20, 35)])
