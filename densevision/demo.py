@@ -27,6 +27,7 @@ from densevision.detection.train import train_detector
 from densevision.errors import DenseVisionError
 from densevision.evaluation import evaluate, format_table
 from densevision.io import atomic_open, save_torch, write_json
+from densevision.refine.dataset import INDEX_FILE as PATCH_INDEX
 from densevision.refine.dataset import build_patch_dataset
 from densevision.refine.network import load_refine_net
 from densevision.refine.pipeline import refine_results
@@ -115,13 +116,24 @@ def _run_history(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return read_json(path) if path.is_file() else {"train": [], "eval": []}
 
 
+def _train_seconds(history: list[dict[str, Any]]) -> float:
+    """Seconds spent in training steps, from the logged per-window mean step times (evaluation excluded)."""
+    total, previous = 0.0, 0
+    for entry in history:
+        total += entry.get("time", 0.0) * (entry["iteration"] - previous)
+        previous = entry["iteration"]
+    return total
+
+
 def _write_card(path: Path, *, weights: Path, command: str, recipe: DemoRecipe, iterations: int,
                 wall_time_s: float, metrics: dict[str, Any], history: dict[str, list[dict[str, Any]]]) -> None:
     """The model card: how the weights were made (command, seed, recipe, machine, time) and what they score;
-    ``first_losses`` lets a rerun of the command be checked against the recorded one."""
+    ``first_losses`` lets a rerun of the command be checked against the recorded one. ``wall_time_s`` is the
+    last process's (a resumed run counts only its own part); ``train_time_s`` sums every step of the run."""
     write_json(path, {
         "weights": weights.name, "sha256": _sha256(weights), "dtype": "float16", "command": command,
         "seed": recipe.seed, "iterations": iterations, "wall_time_s": round(wall_time_s, 1),
+        "train_time_s": round(_train_seconds(history.get("train", [])), 1),
         "machine": _machine(), "recipe": asdict(recipe), "metrics": metrics,
         "learning_curve": history.get("eval", []), "first_losses": history.get("train", [])[:FIRST_LOSSES],
     })
@@ -131,7 +143,8 @@ def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoR
                        command: str = "densevision demo --train", progress: bool = True) -> dict[str, Path]:
     """Train the demo detector, then the refiner on patches of its training-split predictions.
 
-    Writes ``out_dir/weights/{demo_detector.pt, demo_refiner.pt}`` (fp16) with their model cards (``.json``)
+    Interrupted runs continue where they stopped when called again with the same ``out_dir``. Writes
+    ``out_dir/weights/{demo_detector.pt, demo_refiner.pt}`` (fp16) with their model cards (``.json``)
     and returns their paths.
     """
     out = Path(out_dir)
@@ -147,7 +160,7 @@ def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoR
         lr=recipe.detector_lr, warmup_iters=recipe.detector_warmup, eval_every=recipe.detector_eval_every,
         checkpoint_every=max(recipe.detector_eval_every, 100), log_every=1, seed=recipe.seed, device=device,
         min_size=recipe.detector_input, max_size=recipe.detector_input, model_kwargs=recipe.detector_model_kwargs,
-        progress=progress,
+        resume=True, progress=progress,
     )
     detector = _half_weights(Path(summary["checkpoint"]), weights / DETECTOR_FILE)
     _write_card(detector.with_suffix(".json"), weights=detector, command=command, recipe=recipe,
@@ -155,18 +168,19 @@ def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoR
                 metrics=summary.get("metrics", {}), history=_run_history(det_run))
 
     start = time.perf_counter()
-    coarse_train = out / "coarse_train.json"
-    predict(detector, train_images, coarse_train, ann=train_ann, device=device, progress=progress)
     patches = out / "patches"
-    build_patch_dataset(read_json(train_ann), train_images, coarse_train, patches, nms_iou=recipe.nms_iou,
-                        match_iou=recipe.match_iou, progress=progress)
+    if not (patches / PATCH_INDEX).is_file():
+        coarse_train = out / "coarse_train.json"
+        predict(detector, train_images, coarse_train, ann=train_ann, device=device, progress=progress)
+        build_patch_dataset(read_json(train_ann), train_images, coarse_train, patches, nms_iou=recipe.nms_iou,
+                            match_iou=recipe.match_iou, progress=progress)
     ref_run = out / "refiner_run"
     summary = train_refiner(
         patches, ref_run, backbone=recipe.refiner_backbone, input_size=recipe.refiner_input,
         iters=recipe.refiner_iters, batch_size=recipe.refiner_batch, lr=recipe.refiner_lr,
         eval_every=recipe.refiner_eval_every, checkpoint_every=max(recipe.refiner_eval_every, 100),
         num_workers=0, seed=recipe.seed, device=None if device == "auto" else device,
-        model_args=recipe.refiner_overrides, progress=progress,
+        model_args=recipe.refiner_overrides, resume=True, progress=progress,
     )
     ref_ckpt = ref_run / ("best.pt" if (ref_run / "best.pt").is_file() else "last.pt")
     refiner = _half_weights(ref_ckpt, weights / REFINER_FILE)
