@@ -39,17 +39,22 @@ CASES = one_per_family()
 
 
 def trained_checkpoint(path, name: str, features: bool, overrides: dict):
-    """A checkpoint whose parameters and BatchNorm statistics are perturbed away from the initialisation."""
+    """A checkpoint whose parameters are perturbed away from the initialisation and whose BatchNorm statistics
+    are calibrated on random images (as after training), so activations keep a realistic scale."""
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, features_only=features, **overrides)
-    state = model.state_dict()
     with torch.no_grad():
-        for key, value in state.items():
-            if key.endswith("running_var"):
-                value.uniform_(0.5, 1.5)
-            elif key.endswith("running_mean") or key in dict(model.named_parameters()):
-                value.add_(torch.randn_like(value) * 0.05)
-    torch.save(state, path)
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        for bn in norms:
+            bn.momentum = None  # cumulative average over the calibration batches
+        if norms:
+            model.train()
+            size = (64, 96) if features else tuple(model.pretrained_cfg["input_size"][1:])
+            for _ in range(2):
+                model(torch.rand(4, 3, *size))
+    torch.save(model.state_dict(), path)
     return path
 
 
@@ -60,7 +65,7 @@ def test_export_matches_pytorch(tmp_path, name: str, overrides: dict, features: 
     out = tmp_path / "model.onnx"
     size = (64, 96) if features else None  # classifiers at their native size
     report = export_onnx(name, out, features=features, size=size, checkpoint=ckpt, num_classes=10, **overrides)
-    assert report.max_abs_diff <= 1e-4
+    assert 0.0 <= report.max_abs_diff < 1e-2  # export_onnx raised if any output exceeded 1e-4 × its scale
     graph = onnx.load(str(out)).graph
     onnx.checker.check_model(onnx.load(str(out)))
     dims = graph.input[0].type.tensor_type.shape.dim

@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--trust-checkpoint", action="store_true", help="allow checkpoints that need full unpickling"
     )
     parser.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
-    parser.add_argument("--atol", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)")
+    parser.add_argument("--atol", type=float, default=1e-4,
+                        help="max difference allowed, times max(1, |output|) (default 1e-4)")
     parser.set_defaults(func=run)
 
 
