@@ -31,17 +31,18 @@ def _contours(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]
 
 
 def boundary_closeups(gt: Mapping[str, Any], image_root: str | os.PathLike, coarse: Sequence[Mapping],
-                      refined: Sequence[Mapping], *, count: int = 6, zoom: int = 4,
-                      crop: int = 48) -> list[tuple[str, np.ndarray]]:
-    """Close-ups (``zoom``× enlarged ``crop``-pixel windows) where refinement changed the most, with the ground
-    truth (green), coarse (red) and refined (blue) contours; returns ``(title, H×W×3 uint8)`` panels."""
+                      refined: Sequence[Mapping], *, count: int = 6, zoom: int = 3, crop: int = 80,
+                      score_thr: float = 0.3) -> list[tuple[str, np.ndarray]]:
+    """Close-ups (``zoom``× enlarged ``crop``-pixel windows centred on the coarse boundary where refinement
+    changed it) of the detections whose pixels improved most, with the ground truth (green), coarse (red) and
+    refined (blue) contours; returns ``(title, H×W×3 uint8)`` panels."""
     images = {img["id"]: img for img in gt["images"]}
     anns_by_image: dict[int, list[Mapping]] = {}
     for ann in gt["annotations"]:
         anns_by_image.setdefault(ann["image_id"], []).append(ann)
     candidates = []
     for k, (c, r) in enumerate(zip(coarse, refined, strict=True)):
-        if c["score"] < 0.5:
+        if c["score"] < score_thr:
             continue
         info = images[c["image_id"]]
         cm = mask_utils.decode(c["segmentation"]).astype(bool)
@@ -55,7 +56,10 @@ def boundary_closeups(gt: Mapping[str, Any], image_root: str | os.PathLike, coar
             continue
         g = max(gts, key=lambda m: _mask_iou(m, cm))
         gain = int((rm == g).sum()) - int((cm == g).sum())
-        ys, xs = np.nonzero(changed)
+        edge = cm & ~cv2.erode(cm.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        ys, xs = np.nonzero(changed & cv2.dilate(edge.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool))
+        if len(ys) == 0:
+            continue
         candidates.append((gain, k, int(np.median(ys)), int(np.median(xs)), g, cm, rm))
     candidates.sort(key=lambda t: -t[0])
     panels = []
@@ -75,9 +79,11 @@ def boundary_closeups(gt: Mapping[str, Any], image_root: str | os.PathLike, coar
 
 def write_demo_figures(path: str | os.PathLike, gt: Mapping[str, Any], image_root: str | os.PathLike,
                        coarse: Sequence[Mapping], refined: Sequence[Mapping], class_names: Sequence[str], *,
-                       samples: int = 2, loss_history: Sequence[Mapping[str, float]] = ()) -> Path:
-    """One PNG: for ``samples`` images, ground truth / coarse / refined overlays; boundary close-ups (green
-    ground truth, red coarse, blue refined); and the detector's evaluation curve when given."""
+                       samples: int = 2, score_thr: float = 0.3,
+                       loss_history: Sequence[Mapping[str, float]] = ()) -> Path:
+    """One PNG: for ``samples`` images, ground truth / coarse / refined overlays (detections scoring at least
+    ``score_thr``); boundary close-ups (green ground truth, red coarse, blue refined); and the detector's
+    evaluation curve when given."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -93,10 +99,10 @@ def write_demo_figures(path: str | os.PathLike, gt: Mapping[str, Any], image_roo
         gt_rows = [{**a, "score": 1.0, "segmentation": _rle(a, info)} for a in entry["gt"]]
         rows_panels.append([
             (f"image {info['id']}: ground truth", draw_coco_results(image, gt_rows, names)),
-            ("coarse (detector)", draw_coco_results(image, entry["coarse"], names, score_thr=0.5)),
-            ("refined (BPR)", draw_coco_results(image, entry["refined"], names, score_thr=0.5)),
+            ("coarse (detector)", draw_coco_results(image, entry["coarse"], names, score_thr=score_thr)),
+            ("refined (BPR)", draw_coco_results(image, entry["refined"], names, score_thr=score_thr)),
         ])
-    closeups = boundary_closeups(gt, image_root, coarse, refined)
+    closeups = boundary_closeups(gt, image_root, coarse, refined, score_thr=score_thr)
     curve = [e for e in loss_history if "segm/AP" in e]
     ncols = 3
     nrows = len(rows_panels) + -(-len(closeups) // ncols) + (1 if curve else 0)
