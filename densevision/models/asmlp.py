@@ -381,9 +381,10 @@ def _create_asmlp(
 ) -> nn.Module:
     cfg = {**_CFGS[name], **kwargs}
     if features_only:
-        return ASMLPFeatures(out_indices=out_indices, **cfg)
-    model = ASMLP(num_classes=num_classes, **cfg)
-    model.pretrained_cfg = _pretrained_cfg(name, num_classes)
+        model: nn.Module = ASMLPFeatures(out_indices=out_indices, **cfg)
+    else:
+        model = ASMLP(num_classes=num_classes, **cfg)
+    model.pretrained_cfg = _pretrained_cfg(name, 0 if features_only else num_classes)
     return model
 
 

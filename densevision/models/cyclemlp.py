@@ -340,9 +340,10 @@ def _create_cyclemlp(
 ) -> nn.Module:
     cfg = {**_CFGS[name], **kwargs}
     if features_only:
-        return CycleMLPFeatures(out_indices=out_indices, **cfg)
-    model = CycleMLP(num_classes=num_classes, **cfg)
-    model.pretrained_cfg = _pretrained_cfg(name, num_classes)
+        model: nn.Module = CycleMLPFeatures(out_indices=out_indices, **cfg)
+    else:
+        model = CycleMLP(num_classes=num_classes, **cfg)
+    model.pretrained_cfg = _pretrained_cfg(name, 0 if features_only else num_classes)
     return model
 
 

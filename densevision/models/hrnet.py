@@ -463,7 +463,7 @@ def _create_hrnet(
         model: nn.Module = HRNetFeatures(out_indices=out_indices, **cfg)
     else:
         model = HRNet(num_classes=num_classes, **cfg)
-    model.pretrained_cfg = _pretrained_cfg(name, num_classes)
+    model.pretrained_cfg = _pretrained_cfg(name, 0 if features_only else num_classes)
     return model
 
 

@@ -502,8 +502,10 @@ def _create_swin(
 ) -> nn.Module:
     args = {**arch, **kwargs}
     if features_only:
-        args.pop("img_size", None)
-        return SwinFeatures(out_indices=out_indices, **args)
+        img_size = args.pop("img_size", 224)
+        model = SwinFeatures(out_indices=out_indices, **args)
+        model.pretrained_cfg = _cfg(img_size, num_classes=0)
+        return model
     return SwinTransformer(num_classes=num_classes, **args)
 
 

@@ -202,16 +202,7 @@ class VisionTransformer(_ViTTrunk):
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         _init_weights(self.head)
-        self.pretrained_cfg: dict[str, Any] = {
-            "input_size": (3, img_size, img_size),
-            "mean": (0.5, 0.5, 0.5),
-            "std": (0.5, 0.5, 0.5),
-            "interpolation": "bicubic",
-            "crop_pct": 0.9,
-            "num_classes": num_classes,
-            "first_conv": "patch_embed.proj",
-            "classifier": "head",
-        }
+        self.pretrained_cfg: dict[str, Any] = _cfg(img_size, num_classes)
 
     def get_classifier(self) -> nn.Module:
         return self.head
@@ -352,6 +343,20 @@ def _resize_pos_embed(state: dict[str, torch.Tensor], own: torch.Tensor) -> dict
     return state
 
 
+def _cfg(img_size: int, num_classes: int) -> dict[str, Any]:
+    """timm's pretrained configuration of its ViT weights (mean/std 0.5, bicubic, crop 0.9)."""
+    return {
+        "input_size": (3, img_size, img_size),
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "interpolation": "bicubic",
+        "crop_pct": 0.9,
+        "num_classes": num_classes,
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+    }
+
+
 def _create_vit(
     arch: dict[str, Any],
     *,
@@ -362,7 +367,9 @@ def _create_vit(
 ) -> nn.Module:
     args = {**arch, **kwargs}
     if features_only:
-        return ViTFeatures(out_indices=out_indices, **args)
+        model = ViTFeatures(out_indices=out_indices, **args)
+        model.pretrained_cfg = _cfg(args.get("img_size", 224), 0)
+        return model
     return VisionTransformer(num_classes=num_classes, **args)
 
 

@@ -116,6 +116,14 @@ def test_features_at_odd_size(name: str) -> None:
     assert last.strides == [32] and len(last(torch.zeros(1, 3, 96, 64, device="meta"))) == 1
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_features_declare_the_classifiers_preprocessing(name: str) -> None:
+    """Heads built on a feature extractor normalise inputs as its weights expect (e.g. ViT's 0.5 mean/std)."""
+    features, classifier = meta_model(name, features_only=True), meta_model(name)
+    for key in ("input_size", "mean", "std", "interpolation"):
+        assert features.pretrained_cfg[key] == classifier.pretrained_cfg[key]
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if EXPECTED_PARAMS.get(n, 0) <= SMALL])
 def test_small_variants_run_for_real(name: str) -> None:
     torch.manual_seed(0)
