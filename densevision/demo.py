@@ -51,11 +51,11 @@ class DemoRecipe:
     val_images: int = 40
     detector_backbone: str = "hrnet_w18_small"
     detector_input: int = 160
-    detector_iters: int = 600
+    detector_iters: int = 1500
     detector_batch: int = 4
     detector_lr: float = 0.02
     detector_warmup: int = 100
-    detector_eval_every: int = 200
+    detector_eval_every: int = 500
     detector_model_kwargs: dict[str, Any] = field(default_factory=dict)
     refiner_backbone: str = "hrnet_w18_small_v2"
     refiner_input: int = 64
