@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ from torch import nn
 
 from densevision.layers import DropPath, axial_shift
 from densevision.models.features import FeatureExtractor, resolve_out_indices
-from densevision.models.registry import register_model
+from densevision.models.registry import build_variant, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -379,13 +380,8 @@ def _create_asmlp(
     out_indices: Sequence[int] | None = None,
     **kwargs,
 ) -> nn.Module:
-    cfg = {**_CFGS[name], **kwargs}
-    if features_only:
-        model: nn.Module = ASMLPFeatures(out_indices=out_indices, **cfg)
-    else:
-        model = ASMLP(num_classes=num_classes, **cfg)
-    model.pretrained_cfg = _pretrained_cfg(name, 0 if features_only else num_classes)
-    return model
+    return build_variant(ASMLP, ASMLPFeatures, {**_CFGS[name], **kwargs}, partial(_pretrained_cfg, name),
+                         num_classes=num_classes, features_only=features_only, out_indices=out_indices)
 
 
 @register_model(join_timm=True)

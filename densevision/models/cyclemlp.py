@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from torch import nn
 from densevision.errors import CheckpointError
 from densevision.layers import CycleFC, DropPath, Mlp
 from densevision.models.features import FeatureExtractor, resolve_out_indices
-from densevision.models.registry import register_model
+from densevision.models.registry import build_variant, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -338,13 +339,8 @@ def _create_cyclemlp(
     out_indices: Sequence[int] | None = None,
     **kwargs,
 ) -> nn.Module:
-    cfg = {**_CFGS[name], **kwargs}
-    if features_only:
-        model: nn.Module = CycleMLPFeatures(out_indices=out_indices, **cfg)
-    else:
-        model = CycleMLP(num_classes=num_classes, **cfg)
-    model.pretrained_cfg = _pretrained_cfg(name, 0 if features_only else num_classes)
-    return model
+    return build_variant(CycleMLP, CycleMLPFeatures, {**_CFGS[name], **kwargs}, partial(_pretrained_cfg, name),
+                         num_classes=num_classes, features_only=features_only, out_indices=out_indices)
 
 
 @register_model(join_timm=True)

@@ -62,6 +62,23 @@ def _join_timm_registry(name: str, fn: Callable[..., nn.Module]) -> None:
     timm.models.register_model(timm_entry)
 
 
+def build_variant(
+    classifier: Callable[..., nn.Module],
+    features: Callable[..., nn.Module],
+    cfg: dict,
+    pretrained_cfg: Callable[[int], dict],
+    *,
+    num_classes: int = 1000,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+) -> nn.Module:
+    """The classifier (``num_classes`` outputs) or the feature extractor of one variant, built from ``cfg``,
+    with ``pretrained_cfg(num_classes)`` attached (0 classes for the feature extractor)."""
+    model = features(out_indices=out_indices, **cfg) if features_only else classifier(num_classes=num_classes, **cfg)
+    model.pretrained_cfg = pretrained_cfg(0 if features_only else num_classes)
+    return model
+
+
 def list_models(pattern: str | None = None) -> list[str]:
     """Sorted names of registered models, optionally filtered by a shell-style pattern (``"swin*"``)."""
     _import_families()
