@@ -1,19 +1,24 @@
-"""Forward throughput of zoo models, optionally against the same timm model in the same run.
+"""Forward throughput of zoo models, optionally against reference implementations in the same run.
 
-Any registered model works (the measurement only needs ``create_model(name)`` and ``model(x)``); the timm
-comparison needs a timm model of the same name. Each measurement: warm-up calls, then several timed calls of
-one batch, median time -> images per second. With a timm counterpart the two models are timed alternately
-(A, B, A, B, …) so that load changes on a shared machine affect both alike, and the weights are copied into
-the timm model where keys and shapes allow, so that the outputs can be compared as well.
+Any registered model works (the measurement only needs ``create_model(name)`` and ``model(x)``). References:
+the timm model of the same name (``compare_timm``; this model's weights copied in where keys and shapes allow)
+and, for CycleMLP and AS-MLP, upstream's own formulation on the same weights (``compare_upstream``; written in
+the source checkout's ``benchmarks/upstream_formulations.py``, deliberately outside the library). Each
+measurement: warm-up calls, then several timed calls of one batch, median time -> images per second; the
+models are timed alternately (A, B, A, B, …) so that load changes on a shared machine affect all alike, and
+their outputs are compared.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -31,7 +36,10 @@ __all__ = [
     "format_result",
     "time_models",
     "timm_counterpart",
+    "upstream_counterpart",
 ]
+
+UPSTREAM_FILE = "upstream_formulations.py"
 
 
 @dataclass
@@ -118,6 +126,29 @@ def timm_counterpart(name: str, num_classes: int = 1000, img_size: int | None = 
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
+def _upstream_module() -> ModuleType:
+    """``benchmarks/upstream_formulations.py`` of the source checkout holding this package (or of the current
+    directory)."""
+    for folder in (Path(__file__).resolve().parents[1] / "benchmarks", Path.cwd() / "benchmarks"):
+        path = folder / UPSTREAM_FILE
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("densevision_upstream_formulations", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise DenseVisionError(
+        f"--compare-upstream needs benchmarks/{UPSTREAM_FILE} of a densevision source checkout; run from its root"
+    )
+
+
+def upstream_counterpart(name: str, model: nn.Module) -> tuple[nn.Module, str]:
+    """``(model in upstream's formulation, the formulation's label)``, sharing ``model``'s weights."""
+    try:
+        return _upstream_module().upstream_model(name, model)
+    except ValueError as exc:
+        raise DenseVisionError(f"{exc} (drop --compare-upstream)") from None
+
+
 def benchmark_model(
     name: str,
     *,
@@ -128,12 +159,14 @@ def benchmark_model(
     warmup: int = 2,
     runs: int = 5,
     compare_timm: bool = False,
+    compare_upstream: bool = False,
 ) -> dict[str, Any]:
-    """Measure one zoo model (and its timm counterpart) on a random ``batch×3×size×size`` input.
+    """Measure one zoo model (and its references) on a random ``batch×3×size×size`` input.
 
     Returns a JSON-ready dict: model, batch, input size, device, amp, threads, warmup, runs, ``densevision``
-    timing (times, median, img/s), and with ``compare_timm``: ``timm`` timing, ``ratio`` (densevision img/s
-    over timm img/s), ``weights_copied`` (``"copied/total"``) and ``max_abs_diff`` of the outputs.
+    timing (times, median, img/s), and per reference (``timm``, ``upstream``) its timing plus ``ratio``
+    (densevision img/s over the reference's) and ``max_abs_diff`` of the outputs; ``timm`` also holds
+    ``weights_copied`` (``"copied/total"``), ``upstream`` its ``formulation``.
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -141,7 +174,6 @@ def benchmark_model(
     model = create_model(name).eval().to(dev)
     default = default_input_size(model)
     h = w = size or default[-1]
-    models: list[nn.Module] = [model]
     result: dict[str, Any] = {
         "model": name,
         "batch": batch,
@@ -152,19 +184,22 @@ def benchmark_model(
         "warmup": warmup,
         "runs": runs,
     }
+    references: dict[str, nn.Module] = {}
     if compare_timm:
-        reference = timm_counterpart(name, img_size=h).eval().to(dev)
-        copied, total = copy_matching_weights(model, reference)
-        result["weights_copied"] = f"{copied}/{total}"
-        models.append(reference)
+        references["timm"] = timm_counterpart(name, img_size=h).eval().to(dev)
+        copied, total = copy_matching_weights(model, references["timm"])
+        result["timm"] = {"weights_copied": f"{copied}/{total}"}
+    if compare_upstream:
+        references["upstream"], label = upstream_counterpart(name, model)
+        result["upstream"] = {"formulation": label}
     x = torch.randn(batch, 3, h, w, device=dev, generator=torch.Generator(dev).manual_seed(0))
-    timings = time_models(models, x, warmup=warmup, runs=runs, amp=amp)
-    result["densevision"] = timings[0].to_dict()
-    if compare_timm:
-        result["timm"] = timings[1].to_dict()
-        result["ratio"] = timings[0].img_per_s / timings[1].img_per_s
-        with torch.inference_mode(), _autocast(dev, amp):
-            result["max_abs_diff"] = (model(x[:1]).float() - models[1](x[:1]).float()).abs().max().item()
+    ours, *theirs = time_models([model, *references.values()], x, warmup=warmup, runs=runs, amp=amp)
+    result["densevision"] = ours.to_dict()
+    with torch.inference_mode(), _autocast(dev, amp):
+        out = model(x[:1]).float()
+        for (key, reference), timing in zip(references.items(), theirs, strict=True):
+            diff = (out - reference(x[:1]).float()).abs().max().item()
+            result[key].update(timing.to_dict(), ratio=ours.img_per_s / timing.img_per_s, max_abs_diff=diff)
     return result
 
 
@@ -190,8 +225,15 @@ def format_result(result: dict[str, Any]) -> str:
         f"{', amp' if result['amp'] else ''}, {result['threads']} threads)"
     )
     if "timm" in result:
+        timm = result["timm"]
         line += (
-            f"; timm {result['timm']['img_per_s']:.2f} img/s; ratio {result['ratio']:.2f}x; "
-            f"weights copied {result['weights_copied']}, max |diff| {result['max_abs_diff']:.2e}"
+            f"; timm {timm['img_per_s']:.2f} img/s, ratio {timm['ratio']:.2f}x "
+            f"(weights copied {timm['weights_copied']}, max |diff| {timm['max_abs_diff']:.2e})"
+        )
+    if "upstream" in result:
+        up = result["upstream"]
+        line += (
+            f"; upstream {up['formulation']} {up['img_per_s']:.2f} img/s, ratio {up['ratio']:.2f}x "
+            f"(max |diff| {up['max_abs_diff']:.2e})"
         )
     return line

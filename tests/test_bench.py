@@ -46,12 +46,22 @@ def test_copy_matching_weights_copies_only_same_key_and_shape() -> None:
 def test_benchmark_against_timm_copies_all_weights() -> None:
     result = benchmark_model("vit_tiny_patch16_224", batch=1, warmup=1, runs=2, compare_timm=True)
     assert result["input_size"] == [3, 224, 224] and result["batch"] == 1
-    copied, total = result["weights_copied"].split("/")
+    timm = result["timm"]
+    copied, total = timm["weights_copied"].split("/")
     assert copied == total
-    assert result["max_abs_diff"] <= 1e-4
-    assert len(result["densevision"]["times_s"]) == 2 and result["timm"]["img_per_s"] > 0
-    assert result["ratio"] == pytest.approx(result["densevision"]["img_per_s"] / result["timm"]["img_per_s"])
+    assert timm["max_abs_diff"] <= 1e-4
+    assert len(result["densevision"]["times_s"]) == 2 and timm["img_per_s"] > 0
+    assert timm["ratio"] == pytest.approx(result["densevision"]["img_per_s"] / timm["img_per_s"])
     assert "ratio" in format_result(result)
+
+
+@pytest.mark.parametrize(("name", "formulation"), [("cyclemlp_b1", "deform_conv2d"), ("asmlp_tiny", "pad-chunk-roll")])
+def test_benchmark_against_upstream_formulation(name: str, formulation: str) -> None:
+    result = benchmark_model(name, batch=1, size=64, warmup=0, runs=1, compare_upstream=True)
+    up = result["upstream"]
+    assert up["formulation"] == formulation and up["max_abs_diff"] <= 1e-4
+    assert up["ratio"] == pytest.approx(result["densevision"]["img_per_s"] / up["img_per_s"])
+    assert f"upstream {formulation}" in format_result(result)
 
 
 def test_benchmark_without_timm_and_errors() -> None:
@@ -62,5 +72,7 @@ def test_benchmark_without_timm_and_errors() -> None:
         benchmark(["vit_tiny_patch16_224", "not_a_model"])
     with pytest.raises(DenseVisionError, match="timm has no model"):
         timm_counterpart("cyclemlp_b1")
+    with pytest.raises(DenseVisionError, match="no upstream formulation"):
+        benchmark(["vit_tiny_patch16_224"], size=32, batch=1, warmup=0, runs=1, compare_upstream=True)
     with pytest.raises(DenseVisionError, match="threads"):
         benchmark(["vit_tiny_patch16_224"], threads=0)

@@ -1,4 +1,4 @@
-"""``densevision bench``: forward throughput of zoo models, optionally against timm in the same run."""
+"""``densevision bench``: forward throughput of zoo models, optionally against references in the same run."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` subcommand."""
     parser = subparsers.add_parser(
         "bench",
-        help="measure forward throughput (img/s), optionally against timm",
+        help="measure forward throughput (img/s), optionally against timm / upstream formulations",
         description="Time model(x) on a random batch: warm-up calls, then several timed runs; report the "
         "median as images per second. With --compare-timm the timm model of the same name (pretrained=False, "
-        "this model's weights copied in where keys match) is timed alternately in the same run.",
+        "this model's weights copied in where keys match) is timed alternately in the same run; with "
+        "--compare-upstream (CycleMLP, AS-MLP; from a source checkout) so is upstream's formulation of the same "
+        "model (deformable-convolution Cycle-FC, pad-chunk-roll axial shift).",
     )
     parser.add_argument("models", nargs="+", metavar="MODEL", help="zoo model names")
     parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
@@ -25,8 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--amp", action="store_true", help="autocast (float16 on CUDA, bfloat16 on CPU)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per model (default 2)")
     parser.add_argument("--runs", type=int, default=5, help="timed calls per model (default 5)")
+    parser.add_argument("--compare-timm", action="store_true", help="also time the timm model of the same name")
     parser.add_argument(
-        "--compare-timm", action="store_true", help="also time the timm model of the same name"
+        "--compare-upstream",
+        action="store_true",
+        help="also time upstream's formulation with the same weights (CycleMLP, AS-MLP)",
     )
     parser.add_argument("--json", metavar="OUT", help="write all results to this json file")
     parser.set_defaults(func=run)
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             runs=args.runs,
             compare_timm=args.compare_timm,
+            compare_upstream=args.compare_upstream,
         )
         print(format_result(result), flush=True)
         results.append(result)

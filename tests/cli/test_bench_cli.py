@@ -15,7 +15,7 @@ def test_bench_compare_timm_writes_json(tmp_path, capsys) -> None:
     printed = capsys.readouterr().out
     assert printed.startswith("vit_tiny_patch16_224: ") and "ratio" in printed and "1 threads" in printed
     (result,) = json.loads(out.read_text())
-    assert result["threads"] == 1 and result["input_size"] == [3, 32, 32] and result["ratio"] > 0
+    assert result["threads"] == 1 and result["input_size"] == [3, 32, 32] and result["timm"]["ratio"] > 0
 
 
 def test_bench_errors_are_one_line(capsys) -> None:
