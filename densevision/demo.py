@@ -60,10 +60,10 @@ class DemoRecipe:
     detector_model_kwargs: dict[str, Any] = field(default_factory=lambda: {"anchor_scale": 4.0})
     refiner_backbone: str = "hrnet_w18_small_v2"
     refiner_input: int = 64
-    refiner_iters: int = 800
+    refiner_iters: int = 3000
     refiner_batch: int = 16
     refiner_lr: float = 0.01
-    refiner_eval_every: int = 400
+    refiner_eval_every: int = 1000
     refiner_overrides: dict[str, Any] = field(default_factory=dict)
     nms_iou: float = 0.25
     match_iou: float = 0.5
