@@ -53,8 +53,9 @@ class DemoRecipe:
     detector_input: int = 160
     detector_iters: int = 4500
     detector_batch: int = 4
-    detector_lr: float = 0.02
-    detector_warmup: int = 100
+    detector_lr: float = 0.01
+    detector_warmup: int = 250
+    detector_grad_clip: float | None = 10.0
     detector_eval_every: int = 500
     # Objects span 8-96 px at the 160² input: anchors of 4 × stride (16-256 px) instead of the default 8 ×.
     detector_model_kwargs: dict[str, Any] = field(default_factory=lambda: {"anchor_scale": 4.0})
@@ -140,6 +141,18 @@ def _write_card(path: Path, *, weights: Path, command: str, recipe: DemoRecipe, 
     })
 
 
+def detector_settings(recipe: DemoRecipe) -> dict[str, Any]:
+    """The :func:`~densevision.detection.train.train_detector` arguments ``recipe`` decides (all but the data,
+    run directory, device and progress)."""
+    return {
+        "backbone": recipe.detector_backbone, "iters": recipe.detector_iters, "batch_size": recipe.detector_batch,
+        "lr": recipe.detector_lr, "warmup_iters": recipe.detector_warmup, "grad_clip": recipe.detector_grad_clip,
+        "eval_every": recipe.detector_eval_every, "checkpoint_every": max(recipe.detector_eval_every, 100),
+        "log_every": 1, "seed": recipe.seed, "min_size": recipe.detector_input, "max_size": recipe.detector_input,
+        "model_kwargs": recipe.detector_model_kwargs,
+    }
+
+
 def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoRecipe(), device: str = "auto",
                        command: str = "densevision demo --train", progress: bool = True) -> dict[str, Path]:
     """Train the demo detector, then the refiner on patches of its training-split predictions.
@@ -157,11 +170,7 @@ def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoR
     det_run = out / "detector_run"
     summary = train_detector(
         train_json=train_ann, train_images=train_images, val_json=val_ann, val_images=val_images, out_dir=det_run,
-        backbone=recipe.detector_backbone, iters=recipe.detector_iters, batch_size=recipe.detector_batch,
-        lr=recipe.detector_lr, warmup_iters=recipe.detector_warmup, eval_every=recipe.detector_eval_every,
-        checkpoint_every=max(recipe.detector_eval_every, 100), log_every=1, seed=recipe.seed, device=device,
-        min_size=recipe.detector_input, max_size=recipe.detector_input, model_kwargs=recipe.detector_model_kwargs,
-        resume=True, progress=progress,
+        device=device, resume=True, progress=progress, **detector_settings(recipe),
     )
     detector = _half_weights(Path(summary["checkpoint"]), weights / DETECTOR_FILE)
     _write_card(detector.with_suffix(".json"), weights=detector, command=command, recipe=recipe,

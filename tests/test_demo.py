@@ -4,7 +4,15 @@ from dataclasses import replace
 
 import pytest
 
-from densevision.demo import ASSETS, DETECTOR_FILE, QUICK_RECIPE, DemoRecipe, prepare_split, run_demo
+from densevision.demo import (
+    ASSETS,
+    DETECTOR_FILE,
+    QUICK_RECIPE,
+    DemoRecipe,
+    detector_settings,
+    prepare_split,
+    run_demo,
+)
 
 
 def test_quick_demo_runs_every_step(tmp_path):
@@ -45,12 +53,9 @@ def test_recorded_recipe_reproduces_first_losses(tmp_path):
     recipe = DemoRecipe(**card["recipe"])
     ann, images = prepare_split(tmp_path / "data", "train", recipe.train_images, recipe, progress=False)
     steps = 3
-    summary = train_detector(
-        train_json=ann, train_images=images, out_dir=tmp_path / "run", backbone=recipe.detector_backbone,
-        iters=steps, batch_size=recipe.detector_batch, lr=recipe.detector_lr, warmup_iters=recipe.detector_warmup,
-        seed=recipe.seed, device="cpu", min_size=recipe.detector_input, max_size=recipe.detector_input,
-        model_kwargs=recipe.detector_model_kwargs, log_every=1, progress=False,
-    )
+    settings = {**detector_settings(recipe), "iters": steps, "eval_every": 0}
+    summary = train_detector(train_json=ann, train_images=images, out_dir=tmp_path / "run", device="cpu",
+                             progress=False, **settings)
     assert summary["iteration"] == steps
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]
     for got, want in zip(history, card["first_losses"][:steps], strict=True):
