@@ -8,7 +8,7 @@ from densevision.layers.attention import (
     scaled_dot_product,
 )
 from densevision.layers.drop import DropPath, drop_path
-from densevision.layers.mlp import Mlp, linear_act, linear_gelu
+from densevision.layers.mlp import Mlp
 from densevision.layers.shift import CycleFC, axial_shift, cycle_fc_offsets, shift_channel_groups
 
 __all__ = [
@@ -23,7 +23,5 @@ __all__ = [
     "axial_shift",
     "cycle_fc_offsets",
     "drop_path",
-    "linear_act",
-    "linear_gelu",
     "shift_channel_groups",
 ]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densevision.layers import DropPath, axial_shift, linear_act
+from densevision.layers import DropPath, axial_shift
 from densevision.models.features import FeatureExtractor, resolve_out_indices
 from densevision.models.registry import build_variant, register_model
 
@@ -37,11 +37,6 @@ def group_norm1(dim: int) -> nn.GroupNorm:
 def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """A 1×1 convolution applied to channels-last ``x: …×C_in -> …×C_out``."""
     return F.linear(x, conv.weight.flatten(1), conv.bias)
-
-
-def pointwise_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``act(pointwise(conv, x))`` (one fused product for the exact GELU, see :func:`linear_act`)."""
-    return linear_act(x, conv.weight.flatten(1), conv.bias, act)
 
 
 def norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +55,7 @@ class ConvMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(pointwise(self.fc2, self.drop(pointwise_act(self.fc1, self.act, x))))
+        return self.drop(pointwise(self.fc2, self.drop(self.act(pointwise(self.fc1, x)))))
 
 
 class AxialShift(nn.Module):
@@ -84,8 +79,8 @@ class AxialShift(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.actn(norm_nhwc(self.norm1, pointwise(self.conv1, x)))
-        x_lr = pointwise_act(self.conv2_1, self.actn, axial_shift(x, self.shift_size, dim=2, channel_dim=3))
-        x_td = pointwise_act(self.conv2_2, self.actn, axial_shift(x, self.shift_size, dim=1, channel_dim=3))
+        x_lr = self.actn(pointwise(self.conv2_1, axial_shift(x, self.shift_size, dim=2, channel_dim=3)))
+        x_td = self.actn(pointwise(self.conv2_2, axial_shift(x, self.shift_size, dim=1, channel_dim=3)))
         return pointwise(self.conv3, norm_nhwc(self.norm2, x_lr + x_td))
 
     def extra_repr(self) -> str:
