@@ -37,6 +37,7 @@ __all__ = [
     "time_models",
     "timm_counterpart",
     "upstream_counterpart",
+    "upstream_formulations",
 ]
 
 UPSTREAM_FILE = "upstream_formulations.py"
@@ -126,9 +127,9 @@ def timm_counterpart(name: str, num_classes: int = 1000, img_size: int | None = 
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
-def _upstream_module() -> ModuleType:
+def upstream_formulations() -> ModuleType:
     """``benchmarks/upstream_formulations.py`` of the source checkout holding this package (or of the current
-    directory)."""
+    directory), imported."""
     for folder in (Path(__file__).resolve().parents[1] / "benchmarks", Path.cwd() / "benchmarks"):
         path = folder / UPSTREAM_FILE
         if path.is_file():
@@ -144,7 +145,7 @@ def _upstream_module() -> ModuleType:
 def upstream_counterpart(name: str, model: nn.Module) -> tuple[nn.Module, str]:
     """``(model in upstream's formulation, the formulation's label)``, sharing ``model``'s weights."""
     try:
-        return _upstream_module().upstream_model(name, model)
+        return upstream_formulations().upstream_model(name, model)
     except ValueError as exc:
         raise DenseVisionError(f"{exc} (drop --compare-upstream)") from None
 

@@ -1,13 +1,13 @@
 """Cycle-FC and the AS-MLP axial shift against upstream's formulations: ``torchvision.ops.deform_conv2d`` with
-the official offset layout, and pad → chunk → roll → concat → crop (written here from the upstream facts)."""
+the official offset layout, and pad → chunk → roll → concat → crop (``benchmarks/upstream_formulations.py``)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
+from densevision.bench import upstream_formulations
 from densevision.layers import CycleFC, axial_shift, cycle_fc_offsets, shift_channel_groups
 
 
@@ -17,14 +17,7 @@ def deform_cycle_fc(fc: CycleFC, x: torch.Tensor) -> torch.Tensor:
     return deform_conv2d(x, fc.offset.expand(b, -1, h, w), fc.weight, fc.bias)
 
 
-def pad_chunk_roll_shift(x: torch.Tensor, shift_size: int, dim: int) -> torch.Tensor:
-    """Upstream's pure-PyTorch AS-MLP shift of ``B×C×H×W`` along ``dim``."""
-    _, _, h, w = x.shape
-    pad = shift_size // 2
-    x = F.pad(x, (pad, pad, pad, pad))
-    chunks = torch.chunk(x, shift_size, 1)
-    x = torch.cat([torch.roll(c, s, dim) for c, s in zip(chunks, range(-pad, pad + 1), strict=False)], 1)
-    return x.narrow(2, pad, h).narrow(3, pad, w)
+pad_chunk_roll_shift = upstream_formulations().pad_chunk_roll_shift
 
 
 def test_offsets_follow_the_official_layout() -> None:

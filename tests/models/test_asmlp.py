@@ -13,9 +13,11 @@ import torch.nn.functional as F
 
 import densevision
 from densevision import create_model
+from densevision.bench import upstream_formulations
 from densevision.models.features import FeatureExtractor
 
 NAME = "asmlp_tiny"
+UPSTREAM = upstream_formulations()  # pad-chunk-roll shift, NCHW blocks
 TINY = dict(embed_dim=8, depths=(1, 2, 1, 1))
 
 
@@ -28,25 +30,6 @@ def randomize_(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def pad_chunk_roll_shift(x: torch.Tensor, shift_size: int, dim: int) -> torch.Tensor:
-    _, _, h, w = x.shape
-    pad = shift_size // 2
-    x = F.pad(x, (pad, pad, pad, pad))
-    chunks = torch.chunk(x, shift_size, 1)
-    x = torch.cat([torch.roll(c, s, dim) for c, s in zip(chunks, range(-pad, pad + 1), strict=False)], 1)
-    return x.narrow(2, pad, h).narrow(3, pad, w)
-
-
-def reference_block(blk: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Upstream ``AxialShiftedBlock`` on NCHW ``x`` with the block's own modules."""
-    s = blk.axial_shift
-    y = s.actn(s.norm1(s.conv1(blk.norm1(x))))
-    y_lr = s.actn(s.conv2_1(pad_chunk_roll_shift(y, s.shift_size, 3)))
-    y_td = s.actn(s.conv2_2(pad_chunk_roll_shift(y, s.shift_size, 2)))
-    x = x + s.conv3(s.norm2(y_lr + y_td))
-    return x + blk.mlp.fc2(blk.mlp.act(blk.mlp.fc1(blk.norm2(x))))
-
-
 def reference_trunk(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """Upstream (dense) network in NCHW: pad to a multiple of 4, patch embed + norm, blocks, merging with odd
     sizes padded; returns every stage's output before merging."""
@@ -56,7 +39,7 @@ def reference_trunk(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tenso
     outs = []
     for layer in model.layers:
         for blk in layer.blocks:
-            x = reference_block(blk, x)
+            x = UPSTREAM.ReferenceASMLP.block(blk, x)
         outs.append(x)
         if layer.downsample is not None:
             x = F.pad(x, (0, x.shape[3] % 2, 0, x.shape[2] % 2))
