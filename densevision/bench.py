@@ -12,6 +12,7 @@ their outputs are compared.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import statistics
 import time
@@ -127,6 +128,7 @@ def timm_counterpart(name: str, num_classes: int = 1000, img_size: int | None = 
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
+@functools.cache
 def upstream_formulations() -> ModuleType:
     """``benchmarks/upstream_formulations.py`` of the source checkout holding this package (or of the current
     directory), imported."""
