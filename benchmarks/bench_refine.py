@@ -20,41 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
-from pycocotools import mask as mask_utils
 from torchvision.ops import nms
 
-from densevision.data.coco import annotation_to_mask, read_json
+from densevision.bench import coarse_results
+from densevision.data.coco import read_json
 from densevision.data.synthetic import generate
 from densevision.refine.network import build_refine_net, load_refine_net
 from densevision.refine.patches import decode_masks, propose_patches
 from densevision.refine.pipeline import check_results, refine_results
-
-
-def mask_head_like(mask: np.ndarray, grid: int = 28) -> np.ndarray:
-    """Resample a mask through a ``grid``×``grid`` map over its box, as Mask R-CNN's mask head would."""
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    small = cv2.resize(mask[y0:y1, x0:x1].astype(np.float32), (grid, grid), interpolation=cv2.INTER_AREA)
-    back = cv2.resize(small, (int(x1 - x0), int(y1 - y0)), interpolation=cv2.INTER_LINEAR)
-    out = np.zeros_like(mask)
-    out[y0:y1, x0:x1] = back >= 0.5
-    return out
-
-
-def coarse_results(ann_path: Path) -> list[dict]:
-    data = read_json(ann_path)
-    sizes = {img["id"]: (img["height"], img["width"]) for img in data["images"]}
-    results = []
-    for ann in data["annotations"]:
-        mask = mask_head_like(annotation_to_mask(ann["segmentation"], *sizes[ann["image_id"]]))
-        rle = mask_utils.encode(np.asfortranarray(mask))
-        results.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "score": 1.0,
-                        "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")}})
-    return results
 
 
 def upstream_proposals(mask: torch.Tensor, patch_size: int, nms_iou: float) -> torch.Tensor:
@@ -112,7 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = generate(tmp, train=0, val=args.images, size=args.size, seed=0, progress=False)
         ann, image_root = paths["val"], Path(tmp) / "val"
-        results = coarse_results(ann)
+        results = coarse_results(read_json(ann))
         images = read_json(ann)["images"]
         model = load_refine_net(args.checkpoint) if args.checkpoint else build_refine_net().eval()
         refine_results(images[:2], image_root, [r for r in results if r["image_id"] in (1, 2)], model,

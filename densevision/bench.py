@@ -22,6 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,6 +41,9 @@ __all__ = [
     "timm_counterpart",
     "upstream_counterpart",
     "upstream_formulations",
+    "benchmark_refine",
+    "format_refine",
+    "set_threads",
 ]
 
 UPSTREAM_FILE = "upstream_formulations.py"
@@ -212,11 +217,16 @@ def benchmark(names: Sequence[str], *, threads: int | None = None, **kwargs: Any
     unknown = [n for n in names if n not in known]
     if unknown:
         raise DenseVisionError(f"unknown model(s) {', '.join(unknown)} (see `densevision models`)")
+    set_threads(threads)
+    return [benchmark_model(name, **kwargs) for name in names]
+
+
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` (None: keep torch's choice)."""
     if threads is not None:
         if threads < 1:
             raise DenseVisionError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
-    return [benchmark_model(name, **kwargs) for name in names]
 
 
 def format_result(result: dict[str, Any]) -> str:
@@ -240,3 +250,87 @@ def format_result(result: dict[str, Any]) -> str:
             f"(max |diff| {up['max_abs_diff']:.2e})"
         )
     return line
+
+
+def _mask_head_like(mask: np.ndarray, grid: int = 28) -> np.ndarray:
+    """A binary ``H×W`` mask resampled through a ``grid``×``grid`` map over its box, as a Mask R-CNN mask
+    head would predict it (the coarse input BPR exists for)."""
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    small = cv2.resize(mask[y0:y1, x0:x1].astype(np.float32), (grid, grid), interpolation=cv2.INTER_AREA)
+    back = cv2.resize(small, (int(x1 - x0), int(y1 - y0)), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros_like(mask)
+    out[y0:y1, x0:x1] = back >= 0.5
+    return out
+
+
+def coarse_results(ann: dict[str, Any]) -> list[dict[str, Any]]:
+    """COCO results whose masks are the ground truth of ``ann`` made mask-head coarse (score 1)."""
+    from pycocotools import mask as mask_utils
+
+    from densevision.data.coco import annotation_to_mask
+
+    sizes = {img["id"]: (img["height"], img["width"]) for img in ann["images"]}
+    results = []
+    for a in ann["annotations"]:
+        rle = mask_utils.encode(np.asfortranarray(_mask_head_like(annotation_to_mask(a["segmentation"],
+                                                                                     *sizes[a["image_id"]]))))
+        results.append({"image_id": a["image_id"], "category_id": a["category_id"], "score": 1.0,
+                        "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")}})
+    return results
+
+
+def benchmark_refine(
+    *,
+    images: int = 20,
+    size: int = 512,
+    batch: int = 64,
+    nms_iou: float = 0.25,
+    device: str = "cpu",
+    checkpoint: str | None = None,
+    repeats: int = 2,
+) -> dict[str, Any]:
+    """Throughput of :func:`densevision.refine.refine_results` on ``images`` synthetic ``size``² images whose
+    ground-truth masks are made mask-head coarse; the network has random weights unless ``checkpoint`` (speed
+    does not depend on them). Returns instances/s of the fastest of ``repeats`` runs (after a warm-up), the
+    seconds per stage and the share of the wall time spent outside the network (extraction + merge)."""
+    import tempfile
+
+    from densevision.data.coco import read_json
+    from densevision.data.synthetic import generate
+    from densevision.refine.network import build_refine_net, load_refine_net
+    from densevision.refine.pipeline import refine_results
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DenseVisionError("--device cuda: no CUDA device is available")
+    if images < 1 or repeats < 1:
+        raise DenseVisionError(f"images and repeats must be at least 1, got {images} and {repeats}")
+    model = load_refine_net(checkpoint) if checkpoint else build_refine_net().eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        ann_path = generate(tmp, train=0, val=images, size=size, seed=0, progress=False)["val"]
+        ann = read_json(ann_path)
+        results = coarse_results(ann)
+        kwargs = {"nms_iou": nms_iou, "batch_size": batch, "device": dev, "progress": False}
+        refine_results(ann["images"][:1], Path(tmp) / "val", [r for r in results if r["image_id"] ==
+                                                               ann["images"][0]["id"]], model, **kwargs)
+        runs = []
+        for _ in range(repeats):
+            stats: dict[str, float] = {}
+            _synchronize(dev)
+            start = time.perf_counter()
+            refine_results(ann["images"], Path(tmp) / "val", results, model, stats=stats, **kwargs)
+            _synchronize(dev)
+            runs.append((time.perf_counter() - start, stats))
+    wall, stats = min(runs, key=lambda r: r[0])
+    return {"images": images, "size": size, "device": str(dev), "threads": torch.get_num_threads(), "batch": batch,
+            "instances": len(results), "wall_s": wall, "instances_per_s": len(results) / wall, "stage_s": stats,
+            "extract_plus_merge_fraction": (stats["extract"] + stats["merge"]) / wall}
+
+
+def format_refine(result: dict[str, Any]) -> str:
+    """One human-readable line for a :func:`benchmark_refine` result."""
+    return (f"bpr refine: {result['instances_per_s']:.1f} inst/s ({result['instances']} instances on "
+            f"{result['images']} {result['size']}² images in {result['wall_s']:.1f} s, {result['device']}, "
+            f"{result['threads']} threads, batch {result['batch']}); extraction + merge "
+            f"{100 * result['extract_plus_merge_fraction']:.1f} % of the wall time")

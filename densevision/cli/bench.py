@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from densevision.bench import benchmark, format_result
+from densevision.bench import benchmark, benchmark_refine, format_refine, format_result, set_threads
+from densevision.errors import DenseVisionError
 from densevision.io import write_json
 
 
@@ -19,7 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--compare-upstream (CycleMLP, AS-MLP; from a source checkout) so is upstream's formulation of the same "
         "model (deformable-convolution Cycle-FC, pad-chunk-roll axial shift).",
     )
-    parser.add_argument("models", nargs="+", metavar="MODEL", help="zoo model names")
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="zoo model names")
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="also measure `bpr refine` throughput (instances/s) on synthetic coarse masks",
+    )
+    parser.add_argument("--refine-images", type=int, default=20, help="synthetic images for --refine (default 20)")
     parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     parser.add_argument("--size", type=int, help="square input size (default: the model's input size)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
@@ -38,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Benchmark each model, print one line each, write ``--json``."""
+    """Benchmark each model (and ``bpr refine``), print one line each, write ``--json``."""
+    if not args.models and not args.refine:
+        raise DenseVisionError("name at least one model, or pass --refine")
     results = []
     for name in args.models:
         (result,) = benchmark(
@@ -55,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
         )
         print(format_result(result), flush=True)
         results.append(result)
+    if args.refine:
+        set_threads(args.threads)
+        result = benchmark_refine(images=args.refine_images, device=args.device, repeats=max(1, args.runs // 2))
+        print(format_refine(result), flush=True)
+        results.append({"bpr_refine": result})
     if args.json:
         write_json(args.json, results)
         print(f"results written to {args.json}")

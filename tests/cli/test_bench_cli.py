@@ -24,3 +24,16 @@ def test_bench_errors_are_one_line(capsys) -> None:
     assert "timm has no model" in err and len(err.splitlines()) == 1
     assert main(["bench", "vit_tni_patch16_224"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_bench_refine_reports_instances_per_second(tmp_path, capsys) -> None:
+    out = tmp_path / "refine.json"
+    assert main(["bench", "--refine", "--refine-images", "2", "--runs", "2", "--threads", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("bpr refine: ") and "inst/s" in printed and "extraction + merge" in printed
+    (entry,) = json.loads(out.read_text())
+    result = entry["bpr_refine"]
+    assert result["instances"] > 0 and result["instances_per_s"] == result["instances"] / result["wall_s"]
+    assert 0.0 < result["extract_plus_merge_fraction"] < 1.0
+    assert main(["bench"]) == 2
+    assert "--refine" in capsys.readouterr().err
