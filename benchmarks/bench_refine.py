@@ -1,10 +1,9 @@
 """Throughput of ``bpr refine`` and the share of its wall time spent outside the network.
 
-Makes synthetic 512² images (``densevision data synth``), turns their ground truth into Mask R-CNN-like coarse
-masks (each mask resampled through a 28×28 grid inside its box, as the mask head does), and refines them with
-the default network (HRNetV2-W18-small, random weights unless ``--checkpoint``: speed does not depend on the
-weights). Reports instances/s, patches/s and the seconds per stage; "extract" (decode, proposals, cropping) plus
-"merge" (reassembly, RLE encoding, boxes) must stay under 10 % of the wall time.
+The refinement itself is timed by :func:`densevision.bench.benchmark_refine` (``densevision bench --refine``):
+synthetic 512² images whose ground truth is made Mask R-CNN-coarse, refined by the default network (random
+weights unless ``--checkpoint``). Reports instances/s, patches/s and the seconds per stage; "extract" (decode,
+proposals, cropping) plus "merge" (reassembly, RLE encoding, boxes) must stay under 10 % of the wall time.
 
 It also times the upstream formulation of the proposals (a full-image 3×3 convolution per instance, then NMS
 over every boundary pixel, written here as the reference) against ``propose_patches`` on the same masks.
@@ -24,12 +23,11 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import nms
 
-from densevision.bench import coarse_results
+from densevision.bench import benchmark_refine, coarse_results
 from densevision.data.coco import read_json
 from densevision.data.synthetic import generate
-from densevision.refine.network import build_refine_net, load_refine_net
 from densevision.refine.patches import decode_masks, propose_patches
-from densevision.refine.pipeline import check_results, refine_results
+from densevision.refine.pipeline import check_results
 
 
 def upstream_proposals(mask: torch.Tensor, patch_size: int, nms_iou: float) -> torch.Tensor:
@@ -83,43 +81,13 @@ def main() -> None:
     parser.add_argument("--out", help="also write the numbers here as json")
     args = parser.parse_args()
 
-    device = torch.device(args.device)
+    report = benchmark_refine(images=args.images, size=args.size, batch=args.batch, nms_iou=args.nms_iou,
+                              device=args.device, checkpoint=args.checkpoint, repeats=args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = generate(tmp, train=0, val=args.images, size=args.size, seed=0, progress=False)
-        ann, image_root = paths["val"], Path(tmp) / "val"
+        ann = generate(tmp, train=0, val=args.images, size=args.size, seed=0, progress=False)["val"]
         results = coarse_results(read_json(ann))
-        images = read_json(ann)["images"]
-        model = load_refine_net(args.checkpoint) if args.checkpoint else build_refine_net().eval()
-        refine_results(images[:2], image_root, [r for r in results if r["image_id"] in (1, 2)], model,
-                       nms_iou=args.nms_iou, batch_size=args.batch, device=device, progress=False)
-        runs = []
-        for _ in range(args.repeats):
-            stats: dict[str, float] = {}
-            sync(device)
-            start = time.perf_counter()
-            refine_results(images, image_root, results, model, nms_iou=args.nms_iou, batch_size=args.batch,
-                           device=device, progress=False, stats=stats)
-            sync(device)
-            runs.append((time.perf_counter() - start, stats))
-        wall, stats = min(runs, key=lambda r: r[0])
-        proposals = time_proposals(ann, image_root, results, args.nms_iou, device)
-
-    outside = stats["extract"] + stats["merge"]
-    report = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch_threads": torch.get_num_threads(),
-        "images": args.images,
-        "size": args.size,
-        "instances": len(results),
-        "patches": proposals["ours_patches"],
-        "batch": args.batch,
-        "wall_s": wall,
-        "instances_per_s": len(results) / wall,
-        "patches_per_s": proposals["ours_patches"] / wall,
-        "stage_s": stats,
-        "extract_plus_merge_fraction": outside / wall,
-        "proposals": proposals,
-    }
+        report["proposals"] = time_proposals(ann, Path(tmp) / "val", results, args.nms_iou, torch.device(args.device))
+    report["patches_per_s"] = report["proposals"]["ours_patches"] / report["wall_s"]
     print(json.dumps(report, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))

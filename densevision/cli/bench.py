@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--refine",
         action="store_true",
-        help="also measure `bpr refine` throughput (instances/s) on synthetic coarse masks",
+        help="also measure `bpr refine` instances/s on synthetic coarse masks (fastest of --runs/2 passes)",
     )
     parser.add_argument("--refine-images", type=int, default=20, help="synthetic images for --refine (default 20)")
     parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
