@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--viz-score-thr", type=float, default=0.5, help="minimum score drawn in overlays")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     p.add_argument("--batch-size", type=int, default=2, help="images per forward pass (default 2)")
+    p.add_argument("--input-size", type=int, default=None, metavar="PX",
+                   help="short side of the network input (default: the training size stored in the checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     summary = predict(
         args.checkpoint, args.images, args.out, ann=args.ann, viz_dir=args.viz, score_thr=args.score_thr,
         viz_score_thr=args.viz_score_thr, device=args.device, batch_size=args.batch_size,
-        progress=not args.no_progress,
+        input_size=args.input_size, progress=not args.no_progress,
     )
     print(f"{summary['num_detections']} detections on {summary['num_images']} images -> {summary['results']}")
     if summary["images_json"] is not None:

@@ -82,6 +82,15 @@ class DenseMaskRCNN(MaskRCNN):
 
     config: dict[str, Any]
 
+    def set_test_size(self, short_side: int) -> None:
+        """Resize images at inference so their short side is ``short_side`` pixels; the long-side cap keeps the
+        built ratio (``max_size / min_size``). Training sizes and the weights are unchanged."""
+        if short_side < 1:
+            raise DenseVisionError(f"input size must be a positive number of pixels, got {short_side}")
+        ratio = self.transform.max_size / self.transform.min_size[-1]
+        self.transform.min_size = (int(short_side),)
+        self.transform.max_size = max(int(short_side), round(short_side * ratio))
+
 
 def build_mask_rcnn(
     backbone: str,

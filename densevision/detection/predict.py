@@ -269,6 +269,7 @@ def predict(
     viz_score_thr: float = 0.5,
     device: str | torch.device = "auto",
     batch_size: int = 2,
+    input_size: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run a trained detector on images and write a COCO results json (RLE masks, the data set's category ids).
@@ -284,6 +285,7 @@ def predict(
         score_thr: minimum detection score (default: the checkpoint's ``box_score_thresh``).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
         batch_size, progress: images per forward pass; show a progress bar.
+        input_size: short side of the images fed to the network (default: the size the detector was trained at).
 
     Returns:
         ``{"results": path, "images_json": path or None, "num_images": n, "num_detections": n, "overlays": dir}``.
@@ -295,6 +297,8 @@ def predict(
     model, info = load_detector(checkpoint, device=device)
     if score_thr is not None:
         model.roi_heads.score_thresh = float(score_thr)
+    if input_size is not None:
+        model.set_test_size(input_size)
     images_json = None
     if ann is not None:
         records, categories = records_from_coco(ann, images)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -63,6 +64,26 @@ def test_predict_scores_exactly_like_the_in_training_evaluation(trained, capsys)
     logged = json.loads((trained / "run" / "metrics.json").read_text())["eval"][-1]
     assert logged["segm/AP"] == in_training["segm"]["AP"]
     assert "detections on 2 images" in capsys.readouterr().out
+
+
+def test_predict_input_size_feeds_a_larger_image(trained, tmp_path, monkeypatch):
+    predict_module = importlib.import_module("densevision.detection.predict")  # the package exports a function
+    seen = []
+    run_detector = predict_module.run_detector
+
+    def spy(model, *args, **kwargs):
+        seen.append((model.transform.min_size, model.transform.max_size))
+        return run_detector(model, *args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "run_detector", spy)
+    data = trained / "data"
+    common = ["predict", "--checkpoint", str(trained / "run"), "--images", str(data / "val"),
+              "--ann", str(data / "annotations" / "instances_val.json"), "--device", "cpu", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "a.json"), "--input-size", "96"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b.json")]) == 0
+    trained_size = torch.load(trained / "run" / "last.pt", weights_only=True)["config"]["detector"]["model"]
+    assert seen[0][0] == (96,) and seen[1][0][-1] == trained_size["min_size"]
+    assert (tmp_path / "a.json").read_text() != (tmp_path / "b.json").read_text()
 
 
 def test_predict_on_a_folder_without_ann(trained, tmp_path):
@@ -137,6 +158,8 @@ def test_predict_input_errors(trained, tmp_path, capsys):
     assert f"image id {ann['images'][0]['id']} appears twice" in _error_line(capsys)
     assert main([*base, "--images", str(tmp_path / "nowhere")]) == 2
     assert "no such file or folder" in _error_line(capsys)
+    assert main([*base, "--images", str(trained / "data" / "val"), "--input-size", "0"]) == 2
+    assert "input size must be a positive number of pixels" in _error_line(capsys)
     assert main(["train", "--out", str(tmp_path / "r"), "--backbone", "no_such_net",
                  "--data", str(trained / "data"), "--iters", "1", "--device", "cpu"]) == 2
     assert "unknown model 'no_such_net'" in _error_line(capsys)

@@ -116,6 +116,17 @@ def test_size_safe_transform_equals_torchvision_on_ordinary_sizes():
         assert torch.equal(a_targets[0]["masks"], b_targets[0]["masks"])
 
 
+def test_set_test_size_changes_inference_input_only():
+    m = build_mask_rcnn(BACKBONE, 1, min_size=(48, 64), max_size=96).eval()
+    m.set_test_size(128)
+    assert m.transform.min_size == (128,) and m.transform.max_size == 192  # long-side cap keeps 96 / 64
+    images, _ = m.transform([torch.rand(3, 50, 100)])
+    assert images.image_sizes == [(96, 192)]
+    assert m.config["min_size"] == [48, 64] and m.config["max_size"] == 96  # checkpoints keep the training sizes
+    with pytest.raises(DenseVisionError, match="positive number of pixels"):
+        m.set_test_size(0)
+
+
 def test_config_rebuilds_the_same_architecture(model):
     rebuilt = build_mask_rcnn(**model.config)
     assert rebuilt.config == model.config
