@@ -19,6 +19,44 @@ from torch import nn
 ShiftGroups = Sequence[tuple[slice, int]]
 
 
+def _copy_shifted(dst: torch.Tensor, src: torch.Tensor, s: int, dim: int) -> None:
+    """``dst[p] = src[p + s]`` along ``dim``, zero where ``p + s`` falls outside."""
+    n = src.shape[dim]
+    a = min(abs(s), n)
+    if s >= 0:
+        dst.narrow(dim, 0, n - a).copy_(src.narrow(dim, a, n - a))
+        dst.narrow(dim, n - a, a).zero_()
+    else:
+        dst.narrow(dim, a, n - a).copy_(src.narrow(dim, 0, n - a))
+        dst.narrow(dim, 0, a).zero_()
+
+
+def gather_shifted(x: torch.Tensor, groups: ShiftGroups, dim: int, channel_dim: int) -> torch.Tensor:
+    """The channel groups of ``x``, each shifted along axis ``dim`` by its own offset (zero-filled), concatenated
+    along ``channel_dim`` in the order of ``groups``.
+
+    ``groups`` holds ``(channels, s)`` pairs: ``channels`` is a slice (strided slices allowed) of axis
+    ``channel_dim``, and output position ``p`` of those channels holds input position ``p + s``.
+    """
+    dim %= x.ndim
+    channel_dim %= x.ndim
+    lead = (slice(None),) * channel_dim
+    if torch.onnx.is_in_onnx_export():
+        n = x.shape[dim]
+        reach = max(abs(s) for _, s in groups)
+        padded = F.pad(x, [0, 0] * (x.ndim - 1 - dim) + [reach, reach])
+        return torch.cat([padded[(*lead, ch)].narrow(dim, reach + s, n) for ch, s in groups], channel_dim)
+    sizes = [len(range(x.shape[channel_dim])[ch]) for ch, _ in groups]
+    shape = list(x.shape)
+    shape[channel_dim] = sum(sizes)
+    out = x.new_empty(shape)
+    start = 0
+    for (ch, s), size in zip(groups, sizes, strict=True):
+        _copy_shifted(out.narrow(channel_dim, start, size), x[(*lead, ch)], s, dim)
+        start += size
+    return out
+
+
 def shift_channel_groups(x: torch.Tensor, groups: ShiftGroups, dim: int, channel_dim: int) -> torch.Tensor:
     """Shift groups of channels of ``x`` along axis ``dim``, each by its own offset, zero-filled.
 
@@ -28,12 +66,9 @@ def shift_channel_groups(x: torch.Tensor, groups: ShiftGroups, dim: int, channel
     """
     dim %= x.ndim
     channel_dim %= x.ndim
-    n = x.shape[dim]
     lead = (slice(None),) * channel_dim
     if torch.onnx.is_in_onnx_export():
-        reach = max(abs(s) for _, s in groups)
-        padded = F.pad(x, [0, 0] * (x.ndim - 1 - dim) + [reach, reach])
-        out = torch.cat([padded[(*lead, ch)].narrow(dim, reach + s, n) for ch, s in groups], channel_dim)
+        out = gather_shifted(x, groups, dim, channel_dim)
         order = [c for ch, _ in groups for c in range(int(x.shape[channel_dim]))[ch]]
         if order == sorted(order):
             return out
@@ -41,14 +76,7 @@ def shift_channel_groups(x: torch.Tensor, groups: ShiftGroups, dim: int, channel
         return out.index_select(channel_dim, torch.tensor(inverse, device=x.device))
     out = torch.empty_like(x)
     for ch, s in groups:
-        src, dst = x[(*lead, ch)], out[(*lead, ch)]
-        a = min(abs(s), n)
-        if s >= 0:
-            dst.narrow(dim, 0, n - a).copy_(src.narrow(dim, a, n - a))
-            dst.narrow(dim, n - a, a).zero_()
-        else:
-            dst.narrow(dim, a, n - a).copy_(src.narrow(dim, 0, n - a))
-            dst.narrow(dim, 0, a).zero_()
+        _copy_shifted(out[(*lead, ch)], x[(*lead, ch)], s, dim)
     return out
 
 
@@ -106,6 +134,13 @@ class CycleFC(nn.Module):
         k = self.kernel_size[0] * self.kernel_size[1]
         self._dim = 2 if self.kernel_size[0] == 1 else 1
         self._groups = [(slice(r, None, k), (r + k // 2) % k - k // 2) for r in range(min(k, in_channels))]
+        # Channels 0, k, 2k, … have offset 0; the others move. Not in the state dict (derived from the shape).
+        still = torch.zeros(in_channels)
+        still[0::k] = 1
+        self.register_buffer("still_mask", still, persistent=False)
+        moved = [torch.arange(in_channels)[ch] for ch, _ in self._groups[1:]]
+        self.register_buffer("moved_index", torch.cat(moved) if moved else torch.zeros(0, dtype=torch.long),
+                             persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -117,6 +152,12 @@ class CycleFC(nn.Module):
     def shift(self, x: torch.Tensor) -> torch.Tensor:
         """The shifted input ``B×H×W×C_in`` that the projection reads."""
         return shift_channel_groups(x, self._groups, self._dim, channel_dim=-1)
+
+    def shift_moved(self, x: torch.Tensor) -> torch.Tensor:
+        """Only the channels with a nonzero offset, shifted: ``B×H×W×M`` with channel ``j`` holding input channel
+        ``moved_index[j]``. The still channels (``still_mask``) read ``x`` in place, so ``forward(x)`` equals
+        ``x @ (W·still)ᵀ + shift_moved(x) @ W[:, moved_index]ᵀ + b``."""
+        return gather_shifted(x, self._groups[1:], self._dim, channel_dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.shift(x), self.weight.flatten(1), self.bias)

@@ -33,9 +33,12 @@ class CycleMixer(nn.Module):
     Upstream: three branches ``h = sfc_h(x)`` (Cycle-FC along W), ``w = sfc_w(x)`` (along H), ``c = mlp_c(x)``,
     mixed per channel by the softmax weights ``a`` that ``reweight`` predicts from the spatial mean of
     ``h + w + c``, then ``proj``. Everything after the shifts is linear once ``a`` is known, and ``a`` only
-    needs the means of the (shifted) inputs. So the branches are never materialised: three batched products
-    of ``shift_h(x)``, ``shift_w(x)`` and ``x`` with per-sample weights (the branch weights scaled by ``a``,
-    with ``proj`` folded in when the map has more than ``3C`` positions) accumulate into one output.
+    needs the means of the (shifted) inputs. So the branches are never materialised: batched products with
+    per-sample weights (the branch weights scaled by ``a``, with ``proj`` folded in when the map has more than
+    ``3C`` positions) accumulate into one output. A third of each Cycle-FC's channels has offset 0: those
+    join ``mlp_c``'s product with ``x``, and only the moved channels are shifted, into compact inputs of
+    ``2C/3`` channels (a third fewer multiply-adds than three ``C``-channel products). Maps with at most ``C``
+    positions mix materialised branches instead.
     """
 
     def __init__(self, dim: int, qkv_bias: bool = False, proj_drop: float = 0.0) -> None:
@@ -50,23 +53,36 @@ class CycleMixer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         n = h * w
-        inputs = [t.reshape(b, n, c) for t in (self.sfc_h.shift(x), self.sfc_w.shift(x), x)]
-        weights = [self.sfc_h.weight.flatten(1), self.sfc_w.weight.flatten(1), self.mlp_c.weight]
-        biases = [fc.bias if fc.bias is not None else x.new_zeros(c) for fc in (self.sfc_h, self.sfc_w, self.mlp_c)]
-        mean = sum(F.linear(t.mean(1), wt, bs) for t, wt, bs in zip(inputs, weights, biases, strict=True))
-        a = self.reweight(mean).reshape(b, c, 3).softmax(-1)  # B × C(out) × 3(branch)
+        fcs = (self.sfc_h, self.sfc_w)
+        weights = [fc.weight.flatten(1) for fc in fcs] + [self.mlp_c.weight]
+        biases = [fc.bias if fc.bias is not None else x.new_zeros(c) for fc in (*fcs, self.mlp_c)]
         if c >= n:  # small map: per-sample weights would outweigh the activations, so mix the branches
+            inputs = [t.reshape(b, n, c) for t in (self.sfc_h.shift(x), self.sfc_w.shift(x), x)]
             branches = [F.linear(t, wt, bs) for t, wt, bs in zip(inputs, weights, biases, strict=True)]
+            mean = sum(br.mean(1) for br in branches)
+            a = self.reweight(mean).reshape(b, c, 3).softmax(-1)  # B × C(out) × 3(branch)
             out = self.proj(sum(br * a[:, None, :, k] for k, br in enumerate(branches)))
             return self.proj_drop(out.view(b, h, w, c))
+        # Only the moved channels of each Cycle-FC are shifted; its still channels join mlp_c's product with x.
+        x_flat = x.reshape(b, n, c)
+        moved = [fc.shift_moved(x).reshape(b, n, -1) for fc in fcs]
+        x_mean = x_flat.mean(1)
+        mean = F.linear(x_mean, weights[2], biases[2])
+        for fc, wt, bs, t in zip(fcs, weights[:2], biases[:2], moved, strict=True):
+            mean = mean + F.linear(x_mean, wt * fc.still_mask, bs) + t.mean(1) @ wt[:, fc.moved_index].t()
+        a = self.reweight(mean).reshape(b, c, 3).softmax(-1)  # B × C(out) × 3(branch)
         mixed = [(wt * a[:, :, k, None]).transpose(1, 2) for k, wt in enumerate(weights)]  # B × C(in) × C(out)
+        products = [
+            mixed[2] + sum(m * fc.still_mask[:, None] for fc, m in zip(fcs, mixed[:2], strict=True)),
+            *(m[:, fc.moved_index] for fc, m in zip(fcs, mixed[:2], strict=True)),
+        ]
         bias = sum(a[:, :, k] * bs for k, bs in enumerate(biases))  # B × C
         fold = 3 * c < n and not torch.onnx.is_in_onnx_export()
         if fold:
-            mixed = [m @ self.proj.weight.t() for m in mixed]
+            products = [m @ self.proj.weight.t() for m in products]
             bias = F.linear(bias, self.proj.weight, self.proj.bias)
-        out = torch.baddbmm(bias[:, None], inputs[0], mixed[0])
-        for t, m in zip(inputs[1:], mixed[1:], strict=True):
+        out = torch.baddbmm(bias[:, None], x_flat, products[0])
+        for t, m in zip(moved, products[1:], strict=True):
             out = out.baddbmm_(t, m)
         if not fold:
             out = self.proj(out)

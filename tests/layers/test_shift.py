@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
 from densevision.bench import upstream_formulations
 from densevision.layers import CycleFC, axial_shift, cycle_fc_offsets, shift_channel_groups
+from densevision.layers.shift import gather_shifted
 
 
 def deform_cycle_fc(fc: CycleFC, x: torch.Tensor) -> torch.Tensor:
@@ -51,6 +53,39 @@ def test_cycle_fc_gradients_equal_deform_conv2d() -> None:
     (deform_cycle_fc(fc, x) * target).sum().backward()
     for a, b in zip(ours, [x.grad, fc.weight.grad, fc.bias.grad], strict=True):
         assert (a - b).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("kernel", [(1, 3), (5, 1)])
+@pytest.mark.parametrize("channels", [1, 7, 16])
+def test_cycle_fc_splits_into_still_and_moved_channels(kernel: tuple[int, int], channels: int) -> None:
+    torch.manual_seed(0)
+    fc = CycleFC(channels, 6, kernel)
+    x = torch.randn(2, 5, 9, channels)
+    k = kernel[0] * kernel[1]
+    assert fc.still_mask.tolist() == [float(i % k == 0) for i in range(channels)]
+    assert sorted(fc.moved_index.tolist()) == [i for i in range(channels) if i % k]
+    moved = fc.shift_moved(x)
+    assert torch.equal(moved, fc.shift(x)[..., fc.moved_index])
+    weight = fc.weight.flatten(1)
+    split = F.linear(x, weight * fc.still_mask, fc.bias) + F.linear(moved, weight[:, fc.moved_index])
+    assert (split - fc(x)).abs().max() <= 1e-5
+    assert "still_mask" not in fc.state_dict() and "moved_index" not in fc.state_dict()
+
+
+def test_gather_shifted_concatenates_groups_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(2, 4, 6, 11)
+    groups = [(slice(2, None, 3), -1), (slice(0, 4), 2), (slice(1, None, 3), 0)]
+    parts = []
+    for ch, s in groups:  # output row p of a group holds input row p + s, zero outside
+        part = torch.zeros_like(x[..., ch])
+        for p in range(x.shape[1]):
+            if 0 <= p + s < x.shape[1]:
+                part[:, p] = x[:, p + s, :, ch]
+        parts.append(part)
+    expected = torch.cat(parts, -1)
+    assert torch.equal(gather_shifted(x, groups, 1, -1), expected)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    assert torch.equal(gather_shifted(x, groups, 1, -1), expected)
 
 
 def test_cycle_fc_reads_the_right_neighbour() -> None:
