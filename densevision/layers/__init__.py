@@ -1,5 +1,6 @@
 """Building blocks shared by the model families."""
 
+from densevision.layers.activation import InplaceGELU
 from densevision.layers.attention import (
     AdditiveAttention,
     LuongAttention,
@@ -19,6 +20,7 @@ __all__ = [
     "scaled_dot_product",
     "CycleFC",
     "DropPath",
+    "InplaceGELU",
     "Mlp",
     "axial_shift",
     "cycle_fc_offsets",

@@ -5,16 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from densevision.layers.activation import InplaceGELU
+
 
 class Mlp(nn.Module):
-    """``fc2(drop(act(fc1(x))))`` over the last axis (``…×C -> …×C_out``); keys ``fc1``, ``fc2`` as in timm."""
+    """``fc2(drop(act(fc1(x))))`` over the last axis (``…×C -> …×C_out``); keys ``fc1``, ``fc2`` as in timm.
+
+    The default activation is exact GELU, applied in place at inference (``fc1``'s output is a temporary).
+    """
 
     def __init__(
         self,
         in_features: int,
         hidden_features: int | None = None,
         out_features: int | None = None,
-        act_layer: type[nn.Module] = nn.GELU,
+        act_layer: type[nn.Module] = InplaceGELU,
         drop: float = 0.0,
         bias: bool = True,
     ) -> None:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densevision.layers import DropPath, axial_shift
+from densevision.layers import DropPath, InplaceGELU, axial_shift
 from densevision.models.features import FeatureExtractor, resolve_out_indices
 from densevision.models.registry import build_variant, register_model
 
@@ -47,7 +47,7 @@ def norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class ConvMlp(nn.Module):
     """``fc2(drop(act(fc1(x))))`` with 1×1 convolutions (keys ``fc1``, ``fc2``) on ``B×H×W×C``."""
 
-    def __init__(self, dim: int, hidden: int, act_layer: type[nn.Module] = nn.GELU, drop: float = 0.0) -> None:
+    def __init__(self, dim: int, hidden: int, act_layer: type[nn.Module] = InplaceGELU, drop: float = 0.0) -> None:
         super().__init__()
         self.fc1 = nn.Conv2d(dim, hidden, 1)
         self.act = act_layer()
@@ -73,7 +73,7 @@ class AxialShift(nn.Module):
         self.conv2_1 = nn.Conv2d(dim, dim, 1, bias=as_bias)
         self.conv2_2 = nn.Conv2d(dim, dim, 1, bias=as_bias)
         self.conv3 = nn.Conv2d(dim, dim, 1, bias=as_bias)
-        self.actn = nn.GELU()
+        self.actn = InplaceGELU()
         self.norm1 = norm_layer(dim)
         self.norm2 = norm_layer(dim)
 
@@ -98,7 +98,7 @@ class AxialShiftedBlock(nn.Module):
         as_bias: bool = True,
         drop: float = 0.0,
         drop_path: float = 0.0,
-        act_layer: type[nn.Module] = nn.GELU,
+        act_layer: type[nn.Module] = InplaceGELU,
         norm_layer=group_norm1,
     ) -> None:
         super().__init__()

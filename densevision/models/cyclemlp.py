@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from densevision.errors import CheckpointError
-from densevision.layers import CycleFC, DropPath, Mlp
+from densevision.layers import CycleFC, DropPath, InplaceGELU, Mlp
 from densevision.models.features import FeatureExtractor, resolve_out_indices
 from densevision.models.registry import build_variant, register_model
 
@@ -99,7 +99,7 @@ class CycleBlock(nn.Module):
         qkv_bias: bool = False,
         drop: float = 0.0,
         drop_path: float = 0.0,
-        act_layer: type[nn.Module] = nn.GELU,
+        act_layer: type[nn.Module] = InplaceGELU,
         norm_layer: type[nn.Module] = nn.LayerNorm,
     ) -> None:
         super().__init__()
