@@ -2,7 +2,7 @@
 
 - CycleMLP: Cycle-FC as ``torchvision.ops.deform_conv2d`` with the official offset layout, the three branches
   materialised and mixed as upstream does, the channel MLP as plain ``fc1 → GELU → fc2``;
-- AS-MLP: NCHW with every 1×1 layer a ``Conv2d``, every GroupNorm materialised, the axial shift as
+- AS-MLP: NCHW with every 1×1 layer a ``Conv2d``, every GroupNorm and GELU materialised, the axial shift as
   pad → chunk → roll → concat → crop.
 
 :func:`upstream_model` wraps a densevision model's modules (the same weights) in that formulation.
@@ -52,7 +52,7 @@ class PlainMlp(nn.Module):
         self.mlp = mlp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp.fc2(self.mlp.act(self.mlp.fc1(x)))
+        return self.mlp.fc2(F.gelu(self.mlp.fc1(x)))  # upstream's nn.GELU: a new buffer per call
 
 
 def deform_cyclemlp(model: nn.Module) -> nn.Module:
@@ -84,11 +84,11 @@ class ReferenceASMLP(nn.Module):
     @staticmethod
     def block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
         s = blk.axial_shift
-        y = s.actn(s.norm1(s.conv1(blk.norm1(x))))
-        y_lr = s.actn(s.conv2_1(pad_chunk_roll_shift(y, s.shift_size, 3)))
-        y_td = s.actn(s.conv2_2(pad_chunk_roll_shift(y, s.shift_size, 2)))
+        y = F.gelu(s.norm1(s.conv1(blk.norm1(x))))  # upstream's nn.GELU: a new buffer per call
+        y_lr = F.gelu(s.conv2_1(pad_chunk_roll_shift(y, s.shift_size, 3)))
+        y_td = F.gelu(s.conv2_2(pad_chunk_roll_shift(y, s.shift_size, 2)))
         x = x + s.conv3(s.norm2(y_lr + y_td))
-        return x + blk.mlp.fc2(blk.mlp.act(blk.mlp.fc1(blk.norm2(x))))
+        return x + blk.mlp.fc2(F.gelu(blk.mlp.fc1(blk.norm2(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model

@@ -173,8 +173,10 @@ def benchmark_model(
 
     Returns a JSON-ready dict: model, batch, input size, device, amp, threads, warmup, runs, ``densevision``
     timing (times, median, img/s), and per reference (``timm``, ``upstream``) its timing plus ``ratio``
-    (densevision img/s over the reference's) and ``max_abs_diff`` of the outputs; ``timm`` also holds
-    ``weights_copied`` (``"copied/total"``), ``upstream`` its ``formulation``.
+    (densevision img/s over the reference's), ``round_ratios`` (the reference's time over ours in each round,
+    the two calls of a round being adjacent, so slow drifts of the machine cancel) with their median
+    ``round_ratio_median``, and ``max_abs_diff`` of the outputs; ``timm`` also holds ``weights_copied``
+    (``"copied/total"``), ``upstream`` its ``formulation``.
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -207,7 +209,9 @@ def benchmark_model(
         out = model(x[:1]).float()
         for (key, reference), timing in zip(references.items(), theirs, strict=True):
             diff = (out - reference(x[:1]).float()).abs().max().item()
-            result[key].update(timing.to_dict(), ratio=ours.img_per_s / timing.img_per_s, max_abs_diff=diff)
+            rounds = [t / o for o, t in zip(ours.times_s, timing.times_s, strict=True)]
+            result[key].update(timing.to_dict(), ratio=ours.img_per_s / timing.img_per_s, max_abs_diff=diff,
+                               round_ratios=rounds, round_ratio_median=statistics.median(rounds))
     return result
 
 
@@ -240,16 +244,24 @@ def format_result(result: dict[str, Any]) -> str:
     if "timm" in result:
         timm = result["timm"]
         line += (
-            f"; timm {timm['img_per_s']:.2f} img/s, ratio {timm['ratio']:.2f}x "
+            f"; timm {timm['img_per_s']:.2f} img/s, ratio {timm['ratio']:.2f}x{_rounds(timm)} "
             f"(weights copied {timm['weights_copied']}, max |diff| {timm['max_abs_diff']:.2e})"
         )
     if "upstream" in result:
         up = result["upstream"]
         line += (
-            f"; upstream {up['formulation']} {up['img_per_s']:.2f} img/s, ratio {up['ratio']:.2f}x "
+            f"; upstream {up['formulation']} {up['img_per_s']:.2f} img/s, ratio {up['ratio']:.2f}x{_rounds(up)} "
             f"(max |diff| {up['max_abs_diff']:.2e})"
         )
     return line
+
+
+def _rounds(reference: dict[str, Any]) -> str:
+    """`` [rounds: median 2.41x, 2.20-2.63x]`` when there are several rounds."""
+    rounds = reference["round_ratios"]
+    if len(rounds) < 2:
+        return ""
+    return f" [rounds: median {reference['round_ratio_median']:.2f}x, {min(rounds):.2f}-{max(rounds):.2f}x]"
 
 
 def _mask_head_like(mask: np.ndarray, grid: int = 28) -> np.ndarray:

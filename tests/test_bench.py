@@ -52,7 +52,10 @@ def test_benchmark_against_timm_copies_all_weights() -> None:
     assert timm["max_abs_diff"] <= 1e-4
     assert len(result["densevision"]["times_s"]) == 2 and timm["img_per_s"] > 0
     assert timm["ratio"] == pytest.approx(result["densevision"]["img_per_s"] / timm["img_per_s"])
-    assert "ratio" in format_result(result)
+    ours = result["densevision"]["times_s"]
+    assert timm["round_ratios"] == pytest.approx([t / o for o, t in zip(ours, timm["times_s"], strict=True)])
+    assert min(timm["round_ratios"]) <= timm["round_ratio_median"] <= max(timm["round_ratios"])
+    assert "ratio" in format_result(result) and "rounds: median" in format_result(result)
 
 
 @pytest.mark.parametrize(("name", "formulation"), [("cyclemlp_b1", "deform_conv2d"), ("asmlp_tiny", "pad-chunk-roll")])
