@@ -59,6 +59,10 @@ class DemoRecipe:
     detector_eval_every: int = 500
     # Objects span 8-96 px at the 160² input: anchors of 4 × stride (16-256 px) instead of the default 8 ×.
     detector_model_kwargs: dict[str, Any] = field(default_factory=lambda: {"anchor_scale": 4.0})
+    # Detector input in `make demo` (None: the training size; the refiner's training patches come from predictions
+    # at the training size). 224 gave the best refined masks on a held-out tuning split (seed 1, 100 images;
+    # benchmarks/demo_test_size.py).
+    detector_test_input: int | None = 224
     refiner_backbone: str = "hrnet_w18_small_v2"
     refiner_input: int = 64
     refiner_iters: int = 3000
@@ -73,7 +77,7 @@ class DemoRecipe:
 QUICK_RECIPE = replace(
     DemoRecipe(), image_size=160, train_images=4, val_images=2, detector_input=128, detector_iters=3,
     detector_batch=2, detector_warmup=1, detector_eval_every=0, refiner_iters=3, refiner_batch=4,
-    refiner_eval_every=0, match_iou=0.0,
+    refiner_eval_every=0, match_iou=0.0, detector_test_input=None,
     detector_model_kwargs={"backbone_kwargs": {"width": 8, "stage1_planes": 16}, "fpn_channels": 32,
                            "mask_head_channels": 32, "box_head_dim": 64, "box_detections_per_img": 20},
     refiner_overrides={"width": 8, "stage1_planes": 16, "num_modules": (1, 1, 1)},
@@ -222,7 +226,8 @@ def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe
 
     start = time.perf_counter()
     coarse_path = out / "coarse.json"
-    predict(weights["detector"], val_images, coarse_path, ann=val_ann, device=device, progress=progress)
+    predict(weights["detector"], val_images, coarse_path, ann=val_ann, device=device,
+            input_size=recipe.detector_test_input, progress=progress)
     timings["detector_s"] = time.perf_counter() - start
     coarse = read_json(coarse_path)
 
@@ -242,7 +247,10 @@ def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe
     _, info = load_detector(weights["detector"])
     figure = write_demo_figures(out / "figure.png", gt, val_images, coarse, refined, info.class_names,
                                 loss_history=_card(weights["detector"]).get("learning_curve", []))
-    _write_report(out / "report.md", metrics, timings, weights, figure)
+    trained_at = info.model["min_size"]
+    input_size = recipe.detector_test_input or (trained_at[-1] if isinstance(trained_at, list) else trained_at)
+    _write_report(out / "report.md", metrics, timings, weights, figure,
+                  setting=f"detector input {input_size} px short side, trained at {trained_at}")
     return {"metrics": metrics, "timings": timings, "report": out / "report.md", "figure": figure}
 
 
@@ -256,9 +264,10 @@ def _card(weights: Path) -> dict[str, Any]:
 
 
 def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float], weights: dict[str, Path],
-                  figure: Path) -> None:
+                  figure: Path, setting: str) -> None:
     lines = ["# densevision demo", "",
-             "Mask R-CNN on the synthetic validation split, then Boundary Patch Refinement of its masks.", ""]
+             f"Mask R-CNN on the synthetic validation split ({setting}), then Boundary Patch Refinement of its "
+             "masks.", ""]
     for stage in ("coarse", "refined"):
         lines += [f"## {stage}", "", "```", format_table(metrics[stage]), "```", ""]
     gain = {t: metrics["refined"][t]["AP"] - metrics["coarse"][t]["AP"] for t in IOU_TYPES}
@@ -276,9 +285,12 @@ def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float]
 
 
 def run_demo(out_dir: str | os.PathLike = "runs/demo", *, train: bool = False, quick: bool = False,
-             device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """``make demo``: the pipeline on the shipped weights, or on freshly trained ones (``train`` / ``quick``)."""
+             device: str = "auto", detector_input: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """``make demo``: the pipeline on the shipped weights, or on freshly trained ones (``train`` / ``quick``);
+    ``detector_input`` overrides the recipe's inference size of the detector."""
     recipe = QUICK_RECIPE if quick else DemoRecipe()
+    if detector_input is not None:
+        recipe = replace(recipe, detector_test_input=detector_input)
     if train or quick:
         command = "densevision " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["demo"] else "run_demo"
         weights = train_demo_weights(out_dir, recipe=recipe, device=device, command=command, progress=progress)

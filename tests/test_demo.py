@@ -16,13 +16,15 @@ from densevision.demo import (
 
 
 def test_quick_demo_runs_every_step(tmp_path):
-    out = run_demo(tmp_path, quick=True, device="cpu", progress=False)
+    out = run_demo(tmp_path, quick=True, device="cpu", detector_input=96, progress=False)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics) == {"coarse", "refined"}
     for stage in metrics.values():
         assert set(stage) == {"bbox", "segm", "boundary"}
         assert all(0.0 <= stage[t]["AP"] <= 100.0 for t in stage)
-    assert out["report"].read_text().startswith("# densevision demo")
+    report = out["report"].read_text()
+    assert report.startswith("# densevision demo")
+    assert f"detector input 96 px short side, trained at {QUICK_RECIPE.detector_input}" in report
     assert (tmp_path / "figure.png").stat().st_size > 10_000
     for name in ("demo_detector", "demo_refiner"):
         weights = tmp_path / "weights" / f"{name}.pt"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from densevision.demo import run_demo
+from densevision.demo import DemoRecipe, run_demo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,13 +20,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="reproduce the shipped weights from scratch with the recorded recipe (long on a CPU)")
     mode.add_argument("--quick", action="store_true",
                       help="train both networks for a few iterations only, then run the pipeline (a smoke test)")
+    parser.add_argument("--detector-input", type=int, default=None, metavar="PX",
+                        help="short side of the detector's input (default: the recipe's, "
+                             f"{DemoRecipe().detector_test_input}; the shipped detector was trained at "
+                             f"{DemoRecipe().detector_input})")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     out = run_demo(args.out, train=args.train, quick=args.quick, device=args.device,
-                   progress=not args.no_progress)
+                   detector_input=args.detector_input, progress=not args.no_progress)
     for stage in ("coarse", "refined"):
         m = out["metrics"][stage]
         print(f"{stage:8s} bbox AP {m['bbox']['AP']:6.2f}  segm AP {m['segm']['AP']:6.2f}  "
