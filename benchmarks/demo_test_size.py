@@ -1,9 +1,10 @@
 """Choose the demo detector's inference input size on a held-out tuning split, not on the validation split.
 
-The shipped detector (trained at 160² inputs) runs on a synthetic split generated with another seed than the
-demo's (seed 1 instead of 0, so no image is shared with the training or validation split) at each input size,
-and the shipped refiner (or ``--refiner``) refines its masks; the table gives COCO bbox / segm / Boundary AP of
-both and the wall times. ``DemoRecipe.detector_test_input`` records the size chosen here.
+The demo pipeline (:func:`densevision.demo.run_pipeline`: shipped detector, trained at 160² inputs, then the
+shipped refiner or ``--refiner``) runs on a synthetic split generated with another seed than the demo's (seed 1
+instead of 0, so no image is shared with the training or validation split), once per detector input size; the
+table gives COCO bbox / segm / Boundary AP of the coarse and refined masks and the wall times.
+``DemoRecipe.detector_test_input`` records the size chosen here.
 
     python benchmarks/demo_test_size.py --sizes 160 192 224 256 --images 100
 """
@@ -13,18 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from densevision.data.coco import read_json
-from densevision.data.synthetic import generate_split
-from densevision.demo import IOU_TYPES, DemoRecipe, shipped_weights
-from densevision.detection.predict import predict
-from densevision.evaluation import evaluate
-from densevision.refine.network import load_refine_net
-from densevision.refine.pipeline import refine_results
+from densevision.demo import IOU_TYPES, DemoRecipe, run_pipeline, shipped_weights
 
 
 def main() -> None:
@@ -40,28 +35,21 @@ def main() -> None:
         parser.error(f"--seed {args.seed} is the demo's own seed; the tuning split must differ from it")
     torch.set_num_threads(args.threads)
     weights = shipped_weights()
-    refiner = load_refine_net(args.refiner or weights["refiner"])
-    recipe = DemoRecipe()
+    if args.refiner:
+        weights["refiner"] = Path(args.refiner)
     rows = []
+    print(f"{'size':>5} {'stage':>8} {'bbox AP':>8} {'segm AP':>8} {'Boundary AP':>12} {'seconds':>8}")
     with tempfile.TemporaryDirectory() as tmp:
-        ann = generate_split(tmp, "val", args.images, size=recipe.image_size, seed=args.seed, progress=False)
-        gt = read_json(ann)
-        print(f"{'size':>5} {'stage':>8} {'bbox AP':>8} {'segm AP':>8} {'Boundary AP':>12} {'seconds':>8}")
         for size in args.sizes:
-            out = Path(tmp) / f"results_{size}.json"
-            start = time.perf_counter()
-            predict(weights["detector"], Path(tmp) / "val", out, ann=ann, input_size=size, progress=False)
-            stages = {"coarse": (read_json(out), time.perf_counter() - start)}
-            start = time.perf_counter()
-            refined = refine_results(gt["images"], Path(tmp) / "val", stages["coarse"][0], refiner,
-                                     nms_iou=recipe.nms_iou, progress=False)
-            stages["refined"] = (refined, time.perf_counter() - start)
-            for stage, (results, seconds) in stages.items():
-                metrics = evaluate(gt, results, IOU_TYPES)
-                row = {"size": size, "stage": stage, **{t: metrics[t]["AP"] for t in IOU_TYPES}, "seconds": seconds}
+            recipe = replace(DemoRecipe(), seed=args.seed, val_images=args.images, detector_test_input=size)
+            out = run_pipeline(tmp, weights, recipe=recipe, device="cpu", progress=False)
+            seconds = {"coarse": out["timings"]["detector_s"], "refined": out["timings"]["refine_s"]}
+            for stage, metrics in out["metrics"].items():
+                row = {"size": size, "stage": stage, **{t: metrics[t]["AP"] for t in IOU_TYPES},
+                       "seconds": seconds[stage]}
                 rows.append(row)
                 print(f"{size:>5} {stage:>8} {row['bbox']:>8.2f} {row['segm']:>8.2f} {row['boundary']:>12.2f} "
-                      f"{seconds:>8.1f}", flush=True)
+                      f"{row['seconds']:>8.1f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

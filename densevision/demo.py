@@ -226,8 +226,8 @@ def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe
 
     start = time.perf_counter()
     coarse_path = out / "coarse.json"
-    predict(weights["detector"], val_images, coarse_path, ann=val_ann, device=device,
-            input_size=recipe.detector_test_input, progress=progress)
+    predicted = predict(weights["detector"], val_images, coarse_path, ann=val_ann, device=device,
+                        input_size=recipe.detector_test_input, progress=progress)
     timings["detector_s"] = time.perf_counter() - start
     coarse = read_json(coarse_path)
 
@@ -247,10 +247,8 @@ def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe
     _, info = load_detector(weights["detector"])
     figure = write_demo_figures(out / "figure.png", gt, val_images, coarse, refined, info.class_names,
                                 loss_history=_card(weights["detector"]).get("learning_curve", []))
-    trained_at = info.model["min_size"]
-    input_size = recipe.detector_test_input or (trained_at[-1] if isinstance(trained_at, list) else trained_at)
-    _write_report(out / "report.md", metrics, timings, weights, figure,
-                  setting=f"detector input {input_size} px short side, trained at {trained_at}")
+    setting = f"detector input {predicted['input_size']} px short side, trained at {info.model['min_size']}"
+    _write_report(out / "report.md", metrics, timings, weights, figure, setting=setting)
     return {"metrics": metrics, "timings": timings, "report": out / "report.md", "figure": figure}
 
 

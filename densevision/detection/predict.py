@@ -288,7 +288,8 @@ def predict(
         input_size: short side of the images fed to the network (default: the size the detector was trained at).
 
     Returns:
-        ``{"results": path, "images_json": path or None, "num_images": n, "num_detections": n, "overlays": dir}``.
+        ``{"results": path, "images_json": path or None, "num_images": n, "num_detections": n, "overlays": dir,
+        "input_size": the short side the network saw}``.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -314,4 +315,5 @@ def predict(
     if viz_dir is not None:
         write_overlays(records, results, info, viz_dir, score_thr=viz_score_thr, progress=progress)
     return {"results": Path(out), "images_json": images_json, "num_images": len(records),
-            "num_detections": len(results), "overlays": Path(viz_dir) if viz_dir is not None else None}
+            "num_detections": len(results), "overlays": Path(viz_dir) if viz_dir is not None else None,
+            "input_size": model.transform.min_size[-1]}
