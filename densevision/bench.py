@@ -175,8 +175,9 @@ def benchmark_model(
     timing (times, median, img/s), and per reference (``timm``, ``upstream``) its timing plus ``ratio``
     (densevision img/s over the reference's), ``round_ratios`` (the reference's time over ours in each round,
     the two calls of a round being adjacent, so slow drifts of the machine cancel) with their median
-    ``round_ratio_median``, and ``max_abs_diff`` of the outputs; ``timm`` also holds ``weights_copied``
-    (``"copied/total"``), ``upstream`` its ``formulation``.
+    ``round_ratio_median``, ``max_abs_diff`` of the outputs and ``max_rel_diff`` (that over the reference's
+    largest absolute output: randomly initialised deep networks can output values of 1e7); ``timm`` also holds
+    ``weights_copied`` (``"copied/total"``), ``upstream`` its ``formulation``.
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -208,9 +209,11 @@ def benchmark_model(
     with torch.inference_mode(), _autocast(dev, amp):
         out = model(x[:1]).float()
         for (key, reference), timing in zip(references.items(), theirs, strict=True):
-            diff = (out - reference(x[:1]).float()).abs().max().item()
+            expected = reference(x[:1]).float()
+            diff = (out - expected).abs().max().item()
             rounds = [t / o for o, t in zip(ours.times_s, timing.times_s, strict=True)]
             result[key].update(timing.to_dict(), ratio=ours.img_per_s / timing.img_per_s, max_abs_diff=diff,
+                               max_rel_diff=diff / max(expected.abs().max().item(), 1e-12),
                                round_ratios=rounds, round_ratio_median=statistics.median(rounds))
     return result
 
@@ -245,15 +248,20 @@ def format_result(result: dict[str, Any]) -> str:
         timm = result["timm"]
         line += (
             f"; timm {timm['img_per_s']:.2f} img/s, ratio {timm['ratio']:.2f}x{_rounds(timm)} "
-            f"(weights copied {timm['weights_copied']}, max |diff| {timm['max_abs_diff']:.2e})"
+            f"(weights copied {timm['weights_copied']}, {_diff(timm)})"
         )
     if "upstream" in result:
         up = result["upstream"]
         line += (
             f"; upstream {up['formulation']} {up['img_per_s']:.2f} img/s, ratio {up['ratio']:.2f}x{_rounds(up)} "
-            f"(max |diff| {up['max_abs_diff']:.2e})"
+            f"({_diff(up)})"
         )
     return line
+
+
+def _diff(reference: dict[str, Any]) -> str:
+    """``max |diff| 1.80e+01 = 4.0e-07 of max |out|``."""
+    return f"max |diff| {reference['max_abs_diff']:.2e} = {reference['max_rel_diff']:.1e} of max |out|"
 
 
 def _rounds(reference: dict[str, Any]) -> str:

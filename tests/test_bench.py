@@ -50,6 +50,7 @@ def test_benchmark_against_timm_copies_all_weights() -> None:
     copied, total = timm["weights_copied"].split("/")
     assert copied == total
     assert timm["max_abs_diff"] <= 1e-4
+    assert 0 <= timm["max_rel_diff"] <= 1e-5 and "of max |out|" in format_result(result)
     assert len(result["densevision"]["times_s"]) == 2 and timm["img_per_s"] > 0
     assert timm["ratio"] == pytest.approx(result["densevision"]["img_per_s"] / timm["img_per_s"])
     ours = result["densevision"]["times_s"]
