@@ -131,3 +131,24 @@ def test_small_variants_run_for_real(name: str) -> None:
     with torch.no_grad():
         out = model(torch.randn(1, *model.pretrained_cfg["input_size"]))
     assert out.shape == (1, 4) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    "name", ["hrnet_w18_small", "swin_tiny_patch4_window7_224", "vit_tiny_patch16_224", "cyclemlp_b1", "asmlp_tiny"]
+)
+def test_autocast_bfloat16_follows_float32(name: str) -> None:
+    """Mixed precision (``bench --amp``, training with ``--amp``) runs every family's classifier and features
+    and stays within bfloat16 rounding of the fp32 outputs (CycleMLP: both the folded per-sample products of
+    large maps and the mixed branches of small ones)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 224, 224)
+    for features_only in (False, True):
+        model = create_model(name, features_only=features_only).eval()
+        with torch.inference_mode():
+            expected = model(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                got = model(x)
+        expected, got = (t if isinstance(t, list | tuple) else [t] for t in (expected, got))
+        for e, g in zip(expected, got, strict=True):
+            assert g.shape == e.shape
+            assert (g.float() - e).abs().max() <= 0.05 * e.abs().max()
