@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import densevision
 from densevision import create_model
 from densevision.bench import upstream_formulations
+from densevision.models.asmlp import group_norm1_nhwc
 from densevision.models.features import FeatureExtractor
 
 NAME = "asmlp_tiny"
@@ -112,3 +113,19 @@ def test_train_step_updates_every_parameter() -> None:
     loss = F.cross_entropy(model(torch.randn(2, 3, 48, 40)), torch.tensor([1, 2]))
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_group_norm1_nhwc_equals_group_norm_values_and_gradients() -> None:
+    """The GPU formulation of the norms: same outputs and gradients as ``nn.GroupNorm(1, C)`` on NCHW."""
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(1, 12)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = (torch.randn(3, 5, 7, 12) * 4 + 2).requires_grad_()
+    expected = norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    got = group_norm1_nhwc(x, norm.weight, norm.bias, norm.eps)
+    assert got.shape == x.shape and (got - expected).abs().max() <= 1e-5
+    grads = torch.autograd.grad((expected * expected.detach().sin()).sum(), (x, norm.weight, norm.bias))
+    ours = torch.autograd.grad((got * expected.detach().sin()).sum(), (x, norm.weight, norm.bias))
+    for g, o in zip(grads, ours, strict=True):
+        assert (g - o).abs().max() <= 1e-4 * g.abs().max()
