@@ -9,7 +9,7 @@ from densevision.layers.attention import (
     scaled_dot_product,
 )
 from densevision.layers.drop import DropPath, drop_path
-from densevision.layers.mlp import Mlp
+from densevision.layers.mlp import Mlp, mlp_forward
 from densevision.layers.shift import CycleFC, axial_shift, cycle_fc_offsets, shift_channel_groups
 
 __all__ = [
@@ -25,5 +25,6 @@ __all__ = [
     "axial_shift",
     "cycle_fc_offsets",
     "drop_path",
+    "mlp_forward",
     "shift_channel_groups",
 ]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densevision.layers import DropPath, InplaceGELU, axial_shift
+from densevision.layers import DropPath, InplaceGELU, axial_shift, mlp_forward
 from densevision.models.features import FeatureExtractor, resolve_out_indices
 from densevision.models.registry import build_variant, register_model
 
@@ -68,7 +68,10 @@ class ConvMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(pointwise(self.fc2, self.drop(self.act(pointwise(self.fc1, x)))))
+        if self.training and self.drop.p > 0:
+            return self.drop(pointwise(self.fc2, self.drop(self.act(pointwise(self.fc1, x)))))
+        fc1, fc2 = self.fc1, self.fc2
+        return mlp_forward(x, fc1.weight.flatten(1), fc1.bias, self.act, fc2.weight.flatten(1), fc2.bias)
 
 
 class AxialShift(nn.Module):
