@@ -82,7 +82,7 @@ class CycleMixer(nn.Module):
             products = [m @ self.proj.weight.t() for m in products]
             bias = F.linear(bias, self.proj.weight, self.proj.bias)
         out = torch.baddbmm(bias[:, None], x_flat, products[0])
-        for t, m in zip(moved, products[1:], strict=True):  # in place, so autocast does not cast: out's dtype
+        for t, m in zip(moved, products[1:], strict=True):  # autocast skips in-place ops: match out's dtype
             out = out.baddbmm_(t.to(out.dtype), m.to(out.dtype))
         if not fold:
             out = self.proj(out)
