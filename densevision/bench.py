@@ -68,6 +68,14 @@ class Timing:
         return {**asdict(self), "median_s": self.median_s, "img_per_s": self.img_per_s}
 
 
+def _device(device: str) -> torch.device:
+    """``torch.device(device)``, refusing CUDA where none is available."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DenseVisionError("--device cuda: no CUDA device is available")
+    return dev
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -179,9 +187,7 @@ def benchmark_model(
     largest absolute output: randomly initialised deep networks can output values of 1e7); ``timm`` also holds
     ``weights_copied`` (``"copied/total"``), ``upstream`` its ``formulation``.
     """
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DenseVisionError("--device cuda: no CUDA device is available")
+    dev = _device(device)
     model = create_model(name).eval().to(dev)
     default = default_input_size(model)
     h = w = size or default[-1]
@@ -321,9 +327,7 @@ def benchmark_refine(
     from densevision.refine.network import build_refine_net, load_refine_net
     from densevision.refine.pipeline import refine_results
 
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DenseVisionError("--device cuda: no CUDA device is available")
+    dev = _device(device)
     if images < 1 or repeats < 1:
         raise DenseVisionError(f"images and repeats must be at least 1, got {images} and {repeats}")
     model = load_refine_net(checkpoint) if checkpoint else build_refine_net().eval()

@@ -20,28 +20,34 @@ def mlp_forward(
     act: nn.Module,
     fc2_weight: torch.Tensor,
     fc2_bias: torch.Tensor | None,
+    drop: nn.Dropout | None = None,
 ) -> torch.Tensor:
-    """``fc2(act(fc1(x)))`` over the last axis (``…×C_in -> …×C_out``; weights ``C_hidden×C_in``,
-    ``C_out×C_hidden``).
+    """``drop(fc2(drop(act(fc1(x)))))`` over the last axis (``…×C_in -> …×C_out``; weights ``C_hidden×C_in``,
+    ``C_out×C_hidden``; ``drop`` None: no dropout).
 
     At inference on the CPU, maps whose hidden activation would exceed :data:`CHUNK_HIDDEN_ELEMENTS` are done
     in chunks of rows, each chunk's result written into its rows of one output: the hidden activation of a
     large map (38 MiB for an AS-MLP-T stage-1 block at batch 8) is never allocated whole, so it is neither
     page-faulted in afresh on every call nor streamed through memory between the three steps. Rows are
-    independent, so the result is the same. With autograd, autocast, ONNX export or on other devices it is
-    the plain composition.
+    independent, so the result is the same. With autograd, autocast, active dropout, ONNX export or on other
+    devices it is the plain composition.
     """
     rows = x.numel() // x.shape[-1]
     hidden = fc1_weight.shape[0]
     chunk = max(1, CHUNK_HIDDEN_ELEMENTS // hidden)
+    dropping = drop is not None and drop.training and drop.p > 0
     if (
         rows <= chunk
+        or dropping
         or x.device.type != "cpu"
         or torch.is_grad_enabled()
         or torch.is_autocast_enabled("cpu")
         or torch.onnx.is_in_onnx_export()
     ):
-        return F.linear(act(F.linear(x, fc1_weight, fc1_bias)), fc2_weight, fc2_bias)
+        h = act(F.linear(x, fc1_weight, fc1_bias))
+        if dropping:
+            return drop(F.linear(drop(h), fc2_weight, fc2_bias))
+        return F.linear(h, fc2_weight, fc2_bias)
     x2d = x.reshape(rows, x.shape[-1])
     out = x2d.new_empty(rows, fc2_weight.shape[0])
     w2 = fc2_weight.t()
@@ -55,7 +61,7 @@ def mlp_forward(
 
 
 class Mlp(nn.Module):
-    """``fc2(drop(act(fc1(x))))`` over the last axis (``…×C -> …×C_out``); keys ``fc1``, ``fc2`` as in timm.
+    """``drop(fc2(drop(act(fc1(x)))))`` over the last axis (``…×C -> …×C_out``); keys ``fc1``, ``fc2`` as in timm.
 
     The default activation is exact GELU, applied in place at inference (``fc1``'s output is a temporary).
     """
@@ -74,11 +80,8 @@ class Mlp(nn.Module):
         out_features = out_features or in_features
         self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
         self.act = act_layer()
-        self.drop1 = nn.Dropout(drop)
         self.fc2 = nn.Linear(hidden_features, out_features, bias=bias)
-        self.drop2 = nn.Dropout(drop)
+        self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and (self.drop1.p > 0 or self.drop2.p > 0):
-            return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
-        return mlp_forward(x, self.fc1.weight, self.fc1.bias, self.act, self.fc2.weight, self.fc2.bias)
+        return mlp_forward(x, self.fc1.weight, self.fc1.bias, self.act, self.fc2.weight, self.fc2.bias, self.drop)

@@ -58,7 +58,7 @@ def norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class ConvMlp(nn.Module):
-    """``fc2(drop(act(fc1(x))))`` with 1×1 convolutions (keys ``fc1``, ``fc2``) on ``B×H×W×C``."""
+    """``drop(fc2(drop(act(fc1(x)))))`` with 1×1 convolutions (keys ``fc1``, ``fc2``) on ``B×H×W×C``."""
 
     def __init__(self, dim: int, hidden: int, act_layer: type[nn.Module] = InplaceGELU, drop: float = 0.0) -> None:
         super().__init__()
@@ -68,10 +68,8 @@ class ConvMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.drop.p > 0:
-            return self.drop(pointwise(self.fc2, self.drop(self.act(pointwise(self.fc1, x)))))
         fc1, fc2 = self.fc1, self.fc2
-        return mlp_forward(x, fc1.weight.flatten(1), fc1.bias, self.act, fc2.weight.flatten(1), fc2.bias)
+        return mlp_forward(x, fc1.weight.flatten(1), fc1.bias, self.act, fc2.weight.flatten(1), fc2.bias, self.drop)
 
 
 class AxialShift(nn.Module):
