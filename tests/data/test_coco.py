@@ -57,7 +57,7 @@ def _problems(data, root=None):
         (lambda d: d["annotations"][0].pop("segmentation"), "annotation id 1: missing 'segmentation'"),
         (lambda d: d["images"][0].update(height="40"), "image id 10: 'height' and 'width'"),
         (lambda d: d.pop("categories"), "missing or non-list key 'categories'"),
-        (lambda d: d["annotations"][1]["segmentation"].update(size=[4, 4]), "annotation id 2: segmentation size [4, 4] does not match"),
+        (lambda d: d["annotations"][1]["segmentation"].update(size=[4, 4]), "annotation id 2: segmentation size"),
     ],
 )
 def test_validation_names_file_and_id(tiny_coco, mutate, expected):
