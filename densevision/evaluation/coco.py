@@ -56,10 +56,12 @@ def _required_keys(iou_types: Sequence[str]) -> list[str]:
 
 
 def load_coco_gt(gt: str | os.PathLike | dict | COCO, iou_types: Sequence[str] = IOU_TYPES) -> COCO:
-    """Ground truth as a pycocotools ``COCO`` from a json path, a COCO dict (copied) or a COCO itself; paths and
-    dicts get the full validation of :func:`densevision.data.coco.validate_coco` (plus the ``area`` and
-    ``iscrowd`` COCOeval reads) before pycocotools sees them."""
+    """Ground truth as a pycocotools ``COCO`` from a json path, a COCO dict (copied) or a COCO itself, after the
+    full validation of :func:`densevision.data.coco.validate_coco` (plus the ``area`` and ``iscrowd`` COCOeval
+    reads); paths and dicts are validated before pycocotools sees them."""
+    required = ("area", "iscrowd", *_required_keys(iou_types))
     if isinstance(gt, COCO):
+        check_coco(gt.dataset, "ground truth", required=required)
         return gt
     if isinstance(gt, (str, os.PathLike)):
         source, dataset = str(gt), read_json(gt)
@@ -67,7 +69,7 @@ def load_coco_gt(gt: str | os.PathLike | dict | COCO, iou_types: Sequence[str] =
         source, dataset = "ground truth", copy.deepcopy(gt)
     else:
         raise TypeError(f"ground truth must be a path, a dict or a pycocotools COCO, got {type(gt).__name__}")
-    check_coco(dataset, source, required=("area", "iscrowd", *_required_keys(iou_types)))
+    check_coco(dataset, source, required=required)
     return coco_from_dict(dataset)
 
 
