@@ -1,88 +1,83 @@
-"""COCO instance-segmentation files: validation, image reading and the ``CocoDetection`` dataset.
+"""COCO instance-segmentation files: validation and the ``CocoDetection`` dataset.
 
 Every problem is reported as one line naming the file and the image / annotation id, so a user can fix the data
-without reading a traceback.
+without reading a traceback. :func:`validate_coco` is the one check of a ground-truth file: ``data check``,
+training, evaluation and BPR all run it before pycocotools sees the file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
-from collections.abc import Callable
-from numbers import Real
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from densevision.data.images import (
+    ImageRecord,
+    image_file_problem,
+    image_size_problem,
+    load_image,
+    read_image,
+    safe_image_path,
+)
+from densevision.data.jsonio import read_json
+from densevision.data.masks import FAR_OUTSIDE, annotation_to_mask, is_integer, is_number, segmentation_problem
 from densevision.errors import DataError
 
 Transform = Callable[[torch.Tensor, dict], tuple[torch.Tensor, dict]]
 
+__all__ = [
+    "ANNOTATION_KEYS",
+    "CocoDetection",
+    "annotation_to_mask",
+    "bbox_problem",
+    "check_coco",
+    "coco_from_dict",
+    "load_coco",
+    "read_image",
+    "read_json",
+    "validate_coco",
+]
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file, turning I/O and syntax errors into one-line ``DataError``s."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, Real) and not isinstance(v, bool) and np.isfinite(v)
+ANNOTATION_KEYS = ("bbox", "segmentation")
+"""Annotation keys :func:`validate_coco` requires by default (evaluation also needs ``area`` and ``iscrowd``)."""
 
 
-def _check_segmentation(seg: Any, height: int, width: int) -> str | None:
-    """Return what is wrong with one annotation's ``segmentation`` field, or None."""
-    if isinstance(seg, list):
-        if not seg:
-            return "segmentation is an empty polygon list"
-        for poly in seg:
-            if not isinstance(poly, list) or not all(_is_number(v) for v in poly):
-                return "segmentation polygon must be a list of numbers"
-            if len(poly) < 6 or len(poly) % 2:
-                return f"segmentation polygon has {len(poly)} coordinates; needs an even number, at least 3 points"
-        return None
-    if isinstance(seg, dict):
-        size, counts = seg.get("size"), seg.get("counts")
-        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
-            return "RLE segmentation needs 'size': [height, width]"
-        if list(size) != [height, width]:
-            return f"RLE size {size} differs from the image size [{height}, {width}]"
-        if isinstance(counts, list):
-            if not all(_is_int(v) and v >= 0 for v in counts) or sum(counts) != height * width:
-                return "uncompressed RLE counts must be non-negative integers summing to height*width"
-        elif not isinstance(counts, str):
-            return "RLE 'counts' must be a string (compressed) or a list of integers"
-        return None
-    return f"segmentation must be a polygon list or an RLE dict, not {type(seg).__name__}"
+def bbox_problem(bbox: Any, height: int, width: int, *, allow_empty: bool = False) -> str | None:
+    """What is wrong with an XYWH box in an image of ``height``×``width``: not 4 finite numbers, a width or
+    height <= 0 (< 0 with ``allow_empty``), or corners far outside the image; None when fine."""
+    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
+        return f"'bbox' must be a list [x, y, w, h] of 4 finite numbers, got {bbox!r:.60}"
+    x, y, w, h = bbox
+    if allow_empty and (w < 0 or h < 0):
+        return f"'bbox' has a negative width or height: {list(bbox)}"
+    if not allow_empty and (w <= 0 or h <= 0):
+        return f"bbox {list(bbox)} has width or height <= 0"
+    if max(abs(x), abs(x + w)) > FAR_OUTSIDE * width or max(abs(y), abs(y + h)) > FAR_OUTSIDE * height:
+        return f"bbox {list(bbox)} lies far outside the {width}x{height} image"
+    return None
 
 
-def _safe_image_path(image_root: Path, file_name: str) -> Path | None:
-    """``image_root / file_name`` if it stays inside ``image_root``, else None."""
-    root = image_root.resolve()
-    path = (root / file_name).resolve()
-    return path if path == root or root in path.parents else None
+def validate_coco(
+    data: Any,
+    source: str,
+    image_root: str | os.PathLike | None = None,
+    *,
+    required: Sequence[str] = ANNOTATION_KEYS,
+) -> list[str]:
+    """List every problem of a COCO instances dict (empty when valid).
 
-
-def validate_coco(data: Any, source: str, image_root: str | os.PathLike | None = None) -> list[str]:
-    """List every problem of a COCO instances dict (empty when valid); with ``image_root``, also check that each
-    image file exists inside the root, is readable and has the declared size."""
+    Ids, references, sizes (positive, at most ``MAX_IMAGE_SIDE`` per side), boxes, areas and every
+    segmentation (decoded far enough to know pycocotools can read it) are checked; ``required`` names the
+    annotation keys that must be present (present ones are always checked). With ``image_root``, each image
+    file must also be inside the root, fully decodable and of the declared size.
+    """
     if not isinstance(data, dict):
         return [f"{source}: top level must be an object with 'images', 'annotations', 'categories'"]
     problems: list[str] = []
@@ -94,7 +89,7 @@ def validate_coco(data: Any, source: str, image_root: str | os.PathLike | None =
 
     cat_ids: set[int] = set()
     for i, cat in enumerate(data["categories"]):
-        if not isinstance(cat, dict) or not _is_int(cat.get("id")) or not isinstance(cat.get("name"), str):
+        if not isinstance(cat, dict) or not is_integer(cat.get("id")) or not isinstance(cat.get("name"), str):
             problems.append(f"{source}: categories[{i}] needs an integer 'id' and a string 'name'")
         elif cat["id"] in cat_ids:
             problems.append(f"{source}: category id {cat['id']} appears twice")
@@ -103,9 +98,8 @@ def validate_coco(data: Any, source: str, image_root: str | os.PathLike | None =
 
     sizes: dict[int, tuple[int, int]] = {}
     known_images: set[int] = set()
-    root = Path(image_root) if image_root is not None else None
     for i, img in enumerate(data["images"]):
-        if not isinstance(img, dict) or not _is_int(img.get("id")):
+        if not isinstance(img, dict) or not is_integer(img.get("id")):
             problems.append(f"{source}: images[{i}] needs an integer 'id'")
             continue
         where = f"{source}: image id {img['id']}"
@@ -114,21 +108,22 @@ def validate_coco(data: Any, source: str, image_root: str | os.PathLike | None =
             continue
         known_images.add(img["id"])
         h, w, name = img.get("height"), img.get("width"), img.get("file_name")
-        if not (_is_int(h) and _is_int(w) and h > 0 and w > 0):
-            problems.append(f"{where}: 'height' and 'width' must be positive integers")
+        problem = image_size_problem(h, w)
+        if problem:
+            problems.append(f"{where}: {problem}")
             continue
         if not isinstance(name, str) or not name:
             problems.append(f"{where}: 'file_name' must be a non-empty string")
             continue
         sizes[img["id"]] = (h, w)
-        if root is not None:
-            problem = _check_image_file(root, name, h, w)
+        if image_root is not None:
+            problem = image_file_problem(image_root, name, h, w)
             if problem:
                 problems.append(f"{where}: {problem}")
 
     ann_ids: set[int] = set()
     for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict) or not _is_int(ann.get("id")):
+        if not isinstance(ann, dict) or not is_integer(ann.get("id")):
             problems.append(f"{source}: annotations[{i}] needs an integer 'id'")
             continue
         where = f"{source}: annotation id {ann['id']}"
@@ -136,62 +131,59 @@ def validate_coco(data: Any, source: str, image_root: str | os.PathLike | None =
             problems.append(f"{where}: id appears twice")
             continue
         ann_ids.add(ann["id"])
-        problem = _check_annotation(ann, known_images, sizes, cat_ids)
+        problem = _annotation_problem(ann, known_images, sizes, cat_ids, required)
         if problem:
             problems.append(f"{where}: {problem}")
     return problems
 
 
-def _check_image_file(root: Path, name: str, height: int, width: int) -> str | None:
-    path = _safe_image_path(root, name)
-    if path is None:
-        return f"file_name {name!r} escapes the image root {root}"
-    if not path.is_file():
-        return f"image file {path} not found"
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (UnidentifiedImageError, OSError) as exc:
-        return f"image file {path} is unreadable ({exc.__class__.__name__})"
-    if (h, w) != (height, width):
-        return f"image file {path} is {w}x{h}, the json says {width}x{height}"
-    return None
-
-
-def _check_annotation(
-    ann: dict, known_images: set[int], sizes: dict[int, tuple[int, int]], cat_ids: set[int]
+def _annotation_problem(
+    ann: dict, known_images: set[int], sizes: dict[int, tuple[int, int]], cat_ids: set[int], required: Sequence[str]
 ) -> str | None:
     image_id, cat_id = ann.get("image_id"), ann.get("category_id")
-    if not _is_int(image_id):
+    if not is_integer(image_id):
         return "'image_id' must be an integer"
     if image_id not in known_images:
         return f"refers to unknown image id {image_id}"
-    if not _is_int(cat_id):
+    if not is_integer(cat_id):
         return "'category_id' must be an integer"
     if cat_id not in cat_ids:
         return f"refers to unknown category id {cat_id}"
-    if ann.get("iscrowd", 0) not in (0, 1):
+    missing = [k for k in required if k not in ann]
+    if missing:
+        return f"missing '{missing[0]}'"
+    if ann.get("iscrowd", 0) not in (0, 1) or isinstance(ann.get("iscrowd"), float):
         return "'iscrowd' must be 0 or 1"
-    bbox = ann.get("bbox")
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-        return "'bbox' must be a list of 4 numbers [x, y, width, height]"
-    if bbox[2] <= 0 or bbox[3] <= 0:
-        return f"bbox {bbox} has width or height <= 0"
-    if "segmentation" not in ann:
-        return "missing 'segmentation'"
+    if "area" in ann and not (is_number(ann["area"]) and ann["area"] >= 0):
+        return f"'area' must be a finite number >= 0, got {ann['area']!r:.40}"
     if image_id not in sizes:  # the image entry itself is invalid and reported on its own
         return None
-    return _check_segmentation(ann["segmentation"], *sizes[image_id])
+    h, w = sizes[image_id]
+    if "bbox" in ann:
+        problem = bbox_problem(ann["bbox"], h, w)
+        if problem:
+            return problem
+    if "segmentation" in ann:
+        return segmentation_problem(ann["segmentation"], h, w)
+    return None
 
 
-def load_coco(path: str | os.PathLike, image_root: str | os.PathLike | None = None) -> dict:
-    """Read and validate a COCO instances file; raise ``DataError`` naming the first problem."""
-    data = read_json(path)
-    problems = validate_coco(data, str(path), image_root)
+def check_coco(
+    data: Any, source: str, image_root: str | os.PathLike | None = None, *, required: Sequence[str] = ANNOTATION_KEYS
+) -> dict:
+    """``data`` if :func:`validate_coco` finds nothing; else ``DataError`` naming the first problem."""
+    problems = validate_coco(data, source, image_root, required=required)
     if problems:
         more = f" ({len(problems)} problems in all; `densevision data check` lists them)" if len(problems) > 1 else ""
         raise DataError(problems[0] + more)
     return data
+
+
+def load_coco(
+    path: str | os.PathLike, image_root: str | os.PathLike | None = None, *, required: Sequence[str] = ANNOTATION_KEYS
+) -> dict:
+    """Read and validate a COCO instances file; raise ``DataError`` naming the first problem."""
+    return check_coco(read_json(path), str(path), image_root, required=required)
 
 
 def coco_from_dict(data: dict) -> COCO:
@@ -201,36 +193,6 @@ def coco_from_dict(data: dict) -> COCO:
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read any image (grayscale, RGBA, palette, 16-bit) as H×W×3 uint8 RGB."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                scale = 65535.0 if arr.max(initial=0) > 255 else 255.0
-                im = Image.fromarray(np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8))
-            elif im.mode == "F":
-                arr = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8))
-            return np.array(im.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: unreadable image ({exc.__class__.__name__}: {exc})") from None
-
-
-def annotation_to_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:
-    """Decode polygons, uncompressed or compressed RLE to an H×W uint8 {0,1} mask."""
-    if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation["counts"], list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = segmentation
-    return mask_utils.decode(rle).astype(np.uint8)
 
 
 class CocoDetection(torch.utils.data.Dataset):
@@ -267,26 +229,19 @@ class CocoDetection(torch.utils.data.Dataset):
         return len(self.image_ids)
 
     def image_path(self, image_id: int) -> Path:
-        """Absolute path of an image, refusing file names that leave the image root."""
+        """Absolute path of an image under the safe path rule of :func:`densevision.data.images.safe_image_path`."""
         name = self.coco.imgs[image_id]["file_name"]
-        path = _safe_image_path(self.image_root, name)
-        if path is None:
-            raise DataError(f"{self.ann_file}: image id {image_id}: file_name {name!r} escapes {self.image_root}")
-        return path
+        return safe_image_path(self.image_root, name, f"{self.ann_file}: image id {image_id}")
+
+    def image_record(self, image_id: int) -> ImageRecord:
+        """The :class:`ImageRecord` of an image (path, declared size, this json as its source)."""
+        info = self.coco.imgs[image_id]
+        return ImageRecord(image_id, self.image_path(image_id), info["file_name"], info["height"], info["width"],
+                           self.ann_file)
 
     def load_image(self, image_id: int) -> torch.Tensor:
         """3×H×W float32 image in [0, 1], checked against the size declared in the json."""
-        info = self.coco.imgs[image_id]
-        try:
-            arr = read_image(self.image_path(image_id))
-        except DataError as exc:
-            raise DataError(f"{self.ann_file}: image id {image_id}: {exc}") from None
-        if arr.shape[:2] != (info["height"], info["width"]):
-            raise DataError(
-                f"{self.ann_file}: image id {image_id}: file is {arr.shape[1]}x{arr.shape[0]}, "
-                f"the json says {info['width']}x{info['height']}"
-            )
-        return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+        return torch.from_numpy(load_image(self.image_record(image_id))).permute(2, 0, 1).float().div_(255.0)
 
     def load_target(self, image_id: int) -> dict[str, torch.Tensor]:
         """The detection target of one image, before transforms."""

@@ -18,17 +18,23 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from densevision.data.coco import read_image, read_json
+from densevision.data.images import (
+    ImageDataset,
+    ImageRecord,
+    read_image,
+    records_from_coco,
+    records_from_folder,
+)
+from densevision.data.loader import OneLineErrorLoader
+from densevision.data.results import write_results
 from densevision.detection.mask_rcnn import build_mask_rcnn
-from densevision.detection.results import detections_to_coco, write_results
+from densevision.detection.results import detections_to_coco
 from densevision.errors import CheckpointError, DataError, DenseVisionError
 from densevision.io import save_torch, write_json
 from densevision.models.checkpoint import load_state_dict_checked, read_checkpoint
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 RUN_CHECKPOINT = "last.pt"
 
 
@@ -55,38 +61,6 @@ class DetectorInfo:
                 "label_to_cat": self.label_to_cat, "class_names": self.class_names}
 
 
-@dataclass(frozen=True)
-class ImageRecord:
-    """One image to run on: its id, file, the name to report and (when known) the size a json declares."""
-
-    image_id: int
-    path: Path
-    file_name: str
-    height: int | None = None
-    width: int | None = None
-
-
-class ImageDataset(Dataset):
-    """``ds[i] -> (image_id, image)`` with ``image`` float32 3×H×W in [0, 1] RGB (any file format
-    :func:`densevision.data.read_image` reads), checked against the declared size."""
-
-    def __init__(self, records: Sequence[ImageRecord]) -> None:
-        self.records = list(records)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
-        rec = self.records[index]
-        arr = read_image(rec.path)
-        if rec.height is not None and arr.shape[:2] != (rec.height, rec.width):
-            raise DataError(
-                f"image id {rec.image_id}: {rec.path} is {arr.shape[1]}x{arr.shape[0]}, "
-                f"the json says {rec.width}x{rec.height}"
-            )
-        return rec.image_id, torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
-
-
 def _collate(batch: Sequence[tuple[int, torch.Tensor]]) -> tuple[list[int], list[torch.Tensor]]:
     ids, images = zip(*batch, strict=True)
     return list(ids), list(images)
@@ -108,7 +82,8 @@ def run_detector(
     if batch_size < 1:
         raise DenseVisionError(f"batch size must be positive, got {batch_size}")
     subset = dataset if indices is None else torch.utils.data.Subset(dataset, list(indices))
-    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=_collate, num_workers=num_workers)
+    loader = OneLineErrorLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=_collate,
+                                num_workers=num_workers)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -164,49 +139,6 @@ def export_detector(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Pa
     model, info = load_detector(path)
     save_torch(out, {"model": model.state_dict(), "config": {"detector": info.as_config()}})
     return Path(out)
-
-
-def records_from_folder(images: str | os.PathLike) -> list[ImageRecord]:
-    """Every image file directly inside a folder (or one file), ids 1..N in sorted file-name order."""
-    root = Path(images)
-    if root.is_file():
-        files = [root]
-    elif root.is_dir():
-        files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
-            raise DataError(f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    else:
-        raise DataError(f"{root}: no such file or folder")
-    return [ImageRecord(i + 1, p, p.name) for i, p in enumerate(files)]
-
-
-def records_from_coco(ann: str | os.PathLike, images: str | os.PathLike) -> tuple[list[ImageRecord], list[dict]]:
-    """The images of a COCO json (``file_name`` relative to ``images``) and its categories; annotations are not
-    needed (a test-set image-info file works)."""
-    data = read_json(ann)
-    if not isinstance(data, Mapping) or not isinstance(data.get("images"), list):
-        raise DataError(f"{ann}: expected an object with an 'images' list")
-    root = Path(images).resolve()
-    records, seen = [], set()
-    for i, img in enumerate(data["images"]):
-        if not isinstance(img, Mapping) or not isinstance(img.get("id"), int) or not img.get("file_name"):
-            raise DataError(f"{ann}: images[{i}] needs an integer 'id' and a 'file_name'")
-        if img["id"] in seen:
-            raise DataError(f"{ann}: image id {img['id']} appears twice")
-        seen.add(img["id"])
-        path = (root / str(img["file_name"])).resolve()
-        if root not in path.parents:
-            raise DataError(f"{ann}: image id {img['id']}: file_name {img['file_name']!r} escapes {root}")
-        if not path.is_file():
-            raise DataError(f"{ann}: image id {img['id']}: image file {path} not found")
-        h, w = img.get("height"), img.get("width")
-        sized = isinstance(h, int) and isinstance(w, int)
-        if not sized:
-            h = w = None
-        records.append(ImageRecord(img["id"], path, str(img["file_name"]), h, w))
-    if not records:
-        raise DataError(f"{ann}: the 'images' list is empty")
-    return records, list(data.get("categories") or [])
 
 
 def check_categories(info: DetectorInfo, categories: Sequence[Mapping[str, Any]], source: str) -> None:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 
+from densevision.data.masks import encode_masks
+from densevision.data.results import write_results
 from densevision.errors import DenseVisionError
-from densevision.io import write_json
 
-
-def encode_masks(masks: torch.Tensor) -> list[dict[str, Any]]:
-    """N×H×W bool/uint8 masks -> compressed RLEs (``counts`` as str, ``size`` [H, W])."""
-    if masks.shape[0] == 0:
-        return []
-    arr = np.asfortranarray(masks.to(torch.uint8).cpu().numpy().transpose(1, 2, 0))
-    rles = mask_utils.encode(arr)
-    for rle in rles:
-        rle["counts"] = rle["counts"].decode("ascii")
-    return rles
+__all__ = ["detections_to_coco", "encode_masks", "write_results"]
 
 
 def detections_to_coco(
@@ -61,8 +50,3 @@ def detections_to_coco(
                 result["segmentation"] = rle
             results.append(result)
     return results
-
-
-def write_results(path: str | os.PathLike, results: Sequence[Mapping[str, Any]]) -> None:
-    """Write a COCO results list atomically (compact JSON)."""
-    write_json(path, list(results), indent=None)

@@ -11,19 +11,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
-import numbers
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from densevision.errors import DataError, DenseVisionError
+from densevision.data.coco import check_coco, coco_from_dict
+from densevision.data.jsonio import read_json
+from densevision.data.results import load_results
+from densevision.errors import DenseVisionError
 from densevision.evaluation.boundary import BandCache, BoundaryCOCOeval
 
 IOU_TYPES = ("bbox", "segm", "boundary")
@@ -35,18 +34,6 @@ Metrics = dict[str, dict[str, float | None]]
 def _quiet() -> contextlib.AbstractContextManager:
     """Silence pycocotools' progress prints."""
     return contextlib.redirect_stdout(io.StringIO())
-
-
-def _read_json(path: str | os.PathLike) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
 def check_iou_types(iou_types: str | Iterable[str]) -> tuple[str, ...]:
@@ -68,142 +55,22 @@ def _required_keys(iou_types: Sequence[str]) -> list[str]:
     return keys
 
 
-def _check_gt(dataset: Any, source: str, iou_types: Sequence[str]) -> None:
-    """Light structural check of a COCO ground-truth dict: what COCOeval reads, with known ids."""
-    if not isinstance(dataset, dict) or not all(
-        isinstance(dataset.get(k), list) for k in ("images", "annotations", "categories")
-    ):
-        raise DataError(f"{source}: expected an object with 'images', 'annotations' and 'categories' lists")
-    ann_keys = ["id", "image_id", "category_id", "area", "iscrowd", *_required_keys(iou_types)]
-    for what, items, keys in (
-        ("image", dataset["images"], ["id", "height", "width"]),
-        ("category", dataset["categories"], ["id"]),
-        ("annotation", dataset["annotations"], ann_keys),
-    ):
-        for i, item in enumerate(items):
-            missing = [k for k in keys if not isinstance(item, dict) or k not in item]
-            if missing:
-                raise DataError(f"{source}: {what} {i}: missing key {missing[0]!r}")
-    image_ids = {img["id"] for img in dataset["images"]}
-    cat_ids = {cat["id"] for cat in dataset["categories"]}
-    ann_ids: set[Any] = set()
-    for i, ann in enumerate(dataset["annotations"]):
-        if ann["id"] in ann_ids:
-            raise DataError(f"{source}: annotation {i}: id {ann['id']} is used twice")
-        ann_ids.add(ann["id"])
-        if ann["image_id"] not in image_ids:
-            raise DataError(f"{source}: annotation {i}: image_id {ann['image_id']} is not in 'images'")
-        if ann["category_id"] not in cat_ids:
-            raise DataError(
-                f"{source}: annotation {i}: category_id {ann['category_id']} is not in 'categories'"
-            )
-
-
 def load_coco_gt(gt: str | os.PathLike | dict | COCO, iou_types: Sequence[str] = IOU_TYPES) -> COCO:
-    """Ground truth as a pycocotools ``COCO`` from a json path, a COCO dict (copied) or a COCO itself."""
+    """Ground truth as a pycocotools ``COCO`` from a json path, a COCO dict (copied) or a COCO itself, after the
+    full validation of :func:`densevision.data.coco.validate_coco` (plus the ``area`` and ``iscrowd`` COCOeval
+    reads); paths and dicts are validated before pycocotools sees them."""
+    required = ("area", "iscrowd", *_required_keys(iou_types))
     if isinstance(gt, COCO):
+        check_coco(gt.dataset, "ground truth", required=required)
         return gt
     if isinstance(gt, (str, os.PathLike)):
-        source, dataset = str(gt), _read_json(gt)
+        source, dataset = str(gt), read_json(gt)
     elif isinstance(gt, dict):
         source, dataset = "ground truth", copy.deepcopy(gt)
     else:
         raise TypeError(f"ground truth must be a path, a dict or a pycocotools COCO, got {type(gt).__name__}")
-    _check_gt(dataset, source, iou_types)
-    coco = COCO()
-    coco.dataset = dataset
-    with _quiet():
-        coco.createIndex()
-    return coco
-
-
-def _integer(value: Any, where: str, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise DataError(f"{where}: {key!r} must be an integer, got {type(value).__name__}")
-    return int(value)
-
-
-def _real(value: Any, where: str, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise DataError(f"{where}: {key!r} must be a finite number, got {value!r:.40}")
-    return float(value)
-
-
-def _bbox(value: Any, where: str) -> list[float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 4:
-        raise DataError(f"{where}: 'bbox' must be a list [x, y, w, h], got {value!r:.40}")
-    box = [_real(v, where, "bbox") for v in value]
-    if box[2] < 0 or box[3] < 0:
-        raise DataError(f"{where}: 'bbox' has a negative width or height: {box}")
-    return box
-
-
-def _segmentation(value: Any, where: str, height: int, width: int) -> dict[str, Any]:
-    """Compressed RLE of a result mask given as compressed RLE, uncompressed RLE or polygons."""
-    if isinstance(value, dict):
-        size, counts = value.get("size"), value.get("counts")
-        sizes = size if isinstance(size, (list, tuple)) else [None]
-        if [_integer(v, where, "size") for v in sizes] != [height, width]:
-            raise DataError(
-                f"{where}: segmentation size {size!r:.40} does not match the image's [{height}, {width}]"
-            )
-        if isinstance(counts, (str, bytes)):
-            return {"size": [height, width], "counts": counts}
-        if isinstance(counts, list):
-            if sum(_integer(c, where, "counts") for c in counts) != height * width:
-                raise DataError(f"{where}: segmentation 'counts' do not add up to height × width")
-            return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-        kind = type(counts).__name__
-        raise DataError(f"{where}: segmentation 'counts' must be a string or a list, not {kind}")
-    if isinstance(value, list):
-        for poly in value:
-            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
-                raise DataError(f"{where}: a polygon must list 3 or more x, y pairs, got {poly!r:.40}")
-            for v in poly:
-                _real(v, where, "segmentation")
-        if not value:
-            return mask_utils.encode(np.zeros((height, width), dtype=np.uint8, order="F"))
-        return mask_utils.merge(mask_utils.frPyObjects(value, height, width))
-    raise DataError(f"{where}: 'segmentation' must be an RLE object or polygons, not {type(value).__name__}")
-
-
-def _check_result(result: Any, where: str, coco_gt: COCO, keys: list[str]) -> dict[str, Any]:
-    if not isinstance(result, dict):
-        raise DataError(f"{where}: expected an object, got {type(result).__name__}")
-    missing = [k for k in ["image_id", "category_id", "score", *keys] if k not in result]
-    if missing:
-        raise DataError(f"{where}: missing key {missing[0]!r}")
-    image_id = _integer(result["image_id"], where, "image_id")
-    if image_id not in coco_gt.imgs:
-        raise DataError(f"{where}: image_id {image_id} is not an image of the ground truth")
-    category_id = _integer(result["category_id"], where, "category_id")
-    if category_id not in coco_gt.cats:
-        raise DataError(f"{where}: category_id {category_id} is not a category of the ground truth")
-    out = {"image_id": image_id, "category_id": category_id, "score": _real(result["score"], where, "score")}
-    if "bbox" in keys:
-        out["bbox"] = _bbox(result["bbox"], where)
-    if "segmentation" in keys:
-        image = coco_gt.imgs[image_id]
-        out["segmentation"] = _segmentation(result["segmentation"], where, image["height"], image["width"])
-    return out
-
-
-def load_results(
-    results: str | os.PathLike | Sequence[dict], coco_gt: COCO, iou_types: Sequence[str] = IOU_TYPES
-) -> list[dict[str, Any]]:
-    """Validated copies of COCO result dicts (a json path or a list), segmentations as compressed RLE.
-
-    Each result needs image_id and category_id of the ground truth, a finite score, and a bbox (for 'bbox')
-    or a segmentation (for 'segm' / 'boundary'); anything else raises a one-line DataError naming the file
-    and the result's index.
-    """
-    source = str(results) if isinstance(results, (str, os.PathLike)) else "results"
-    if isinstance(results, (str, os.PathLike)):
-        results = _read_json(results)
-    if not isinstance(results, list):
-        raise DataError(f"{source}: expected a list of result objects, got {type(results).__name__}")
-    keys = _required_keys(iou_types)
-    return [_check_result(r, f"{source}: result {i}", coco_gt, keys) for i, r in enumerate(results)]
+    check_coco(dataset, source, required=required)
+    return coco_from_dict(dataset)
 
 
 def _empty_results(coco_gt: COCO) -> COCO:
@@ -243,7 +110,7 @@ def _evaluate_coco(
 ) -> Metrics:
     if not (math.isfinite(dilation_ratio) and dilation_ratio >= 0):
         raise DenseVisionError(f"dilation ratio must be a finite number >= 0, got {dilation_ratio}")
-    checked = load_results(results, coco_gt, iou_types)
+    checked = load_results(results, coco_gt.imgs, coco_gt.cats, _required_keys(iou_types))
     return {t: _evaluate_type(coco_gt, checked, t, dilation_ratio, band_cache) for t in iou_types}
 
 

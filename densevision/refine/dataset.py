@@ -21,27 +21,23 @@ from __future__ import annotations
 import os
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from densevision.data.coco import coco_from_dict, read_image, read_json
+from densevision.data.coco import check_coco, coco_from_dict, load_coco
+from densevision.data.images import ImageRecord, record_from_entry
+from densevision.data.jsonio import read_json
+from densevision.data.masks import decode_masks, rle_ious, to_rle
+from densevision.data.results import load_results
 from densevision.data.transforms import PhotometricJitter, RandomHorizontalFlip
 from densevision.errors import DataError, DenseVisionError
-from densevision.evaluation.coco import load_results
 from densevision.io import save_torch, write_json
-from densevision.refine.patches import (
-    DEFAULT_NMS_IOU,
-    DEFAULT_PATCH_SIZE,
-    crop_patches,
-    decode_masks,
-    propose_patches,
-)
+from densevision.refine.patches import DEFAULT_NMS_IOU, DEFAULT_PATCH_SIZE, crop_patches, patch_chunks
 
 INDEX_FILE = "index.json"
 FORMAT = "densevision-bpr-patches"
@@ -62,7 +58,7 @@ def match_detections(
     d = len(dt_rles)
     if d == 0 or not gt_rles:
         return np.full(d, -1), np.zeros(d)
-    ious = np.asarray(mask_utils.iou(list(dt_rles), list(gt_rles), [0] * len(gt_rles)), dtype=np.float64)
+    ious = rle_ious(dt_rles, gt_rles)
     ious = np.where(np.asarray(dt_cats)[:, None] == np.asarray(gt_cats)[None, :], ious, -1.0)
     best = ious.argmax(1)
     iou = ious[np.arange(d), best]
@@ -101,7 +97,7 @@ class _ShardWriter:
 
 
 def build_patch_dataset(
-    dataset: dict,
+    dataset: dict | str | os.PathLike,
     image_root: str | os.PathLike,
     results: str | os.PathLike | Sequence[dict],
     out_dir: str | os.PathLike,
@@ -115,7 +111,7 @@ def build_patch_dataset(
     """Cut image / coarse-mask / ground-truth patches around the boundaries of matched detections.
 
     Args:
-        dataset: the COCO ground truth (a dict as :func:`densevision.data.coco.load_coco` returns).
+        dataset: the COCO ground truth: a json path or a dict (validated like :func:`densevision.data.coco.load_coco`).
         image_root: the folder the images' file names are relative to.
         results: COCO results (path or list) of a detector on these images, polygon or RLE masks.
         out_dir: the patch folder to create (must not already hold patches).
@@ -131,41 +127,47 @@ def build_patch_dataset(
         raise DenseVisionError(f"{out} already holds a patch data set; choose another folder")
     if patch_size < 2 or shard_size < 1:
         raise DenseVisionError(f"patch size must be >= 2 and shard size >= 1, got {patch_size}, {shard_size}")
+    source = str(dataset) if isinstance(dataset, (str, os.PathLike)) else "ground truth"
+    dataset = load_coco(dataset) if isinstance(dataset, (str, os.PathLike)) else check_coco(dataset, source)
     coco = coco_from_dict(dataset)
-    checked = load_results(results, coco, ("segm",))
+    checked = load_results(results, coco.imgs, coco.cats, ("segmentation",))
     by_image: dict[int, list[dict]] = defaultdict(list)
     for r in checked:
         by_image[r["image_id"]].append(r)
     out.mkdir(parents=True, exist_ok=True)
     writer = _ShardWriter(out, shard_size)
-    kept = 0
     image_ids = [i for i in sorted(coco.imgs) if i in by_image]
-    for image_id in tqdm(image_ids, desc="bpr patches", unit="img", disable=not progress):
-        info = coco.imgs[image_id]
-        h, w = info["height"], info["width"]
-        gts = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
-        dets = by_image[image_id]
-        gt_rles = [coco.annToRLE(a) for a in gts]
-        match, iou = match_detections([d["segmentation"] for d in dets], [d["category_id"] for d in dets],
-                                      gt_rles, [a["category_id"] for a in gts])
-        keep = np.nonzero(iou > match_iou)[0]
-        if len(keep) == 0:
-            continue
-        image = torch.from_numpy(load_image(image_root, info))[None]
-        for start in range(0, len(keep), _CHUNK_INSTANCES):
-            part = keep[start:start + _CHUNK_INSTANCES]
-            coarse = decode_masks([dets[k]["segmentation"] for k in part], h, w)
-            gt = decode_masks([gt_rles[match[k]] for k in part], h, w)
-            boxes, inst = propose_patches(coarse, patch_size=patch_size, nms_iou=nms_iou)
-            writer.add(
-                image=crop_patches(image, boxes, torch.zeros_like(inst), patch_size),
-                coarse=crop_patches(coarse, boxes, inst, patch_size).to(torch.uint8),
-                gt=crop_patches(gt, boxes, inst, patch_size).to(torch.uint8),
-                box=boxes.to(torch.int32),
-                image_id=torch.full_like(inst, image_id),
-                instance=inst + kept,
-            )
-            kept += len(part)
+    gt_rles: dict[int, list[dict]] = {}
+
+    def matched() -> Iterator[tuple[ImageRecord, list[int], list[dict]]]:
+        """Per image with kept detections: its record, the kept detections' matched ground truth, their masks."""
+        for image_id in tqdm(image_ids, desc="bpr patches", unit="img", disable=not progress):
+            info = coco.imgs[image_id]
+            h, w = info["height"], info["width"]
+            gts = [a for a in coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+            dets = by_image[image_id]
+            gt_rles.clear()  # the previous image's chunks are all cut before the next image is asked for
+            gt_rles[image_id] = [to_rle(a["segmentation"], h, w) for a in gts]
+            match, iou = match_detections([d["segmentation"] for d in dets], [d["category_id"] for d in dets],
+                                          gt_rles[image_id], [a["category_id"] for a in gts])
+            keep = np.nonzero(iou > match_iou)[0]
+            if len(keep):
+                yield (record_from_entry(info, image_root, source), match[keep].tolist(),
+                       [dets[k]["segmentation"] for k in keep])
+
+    kept = 0
+    for c in patch_chunks(matched(), patch_size=patch_size, nms_iou=nms_iou, chunk=_CHUNK_INSTANCES):
+        h, w = c.masks.shape[1:]
+        gt = decode_masks([gt_rles[c.image_id][g] for g in c.keys], h, w)
+        writer.add(
+            image=c.images,
+            coarse=c.coarse.to(torch.uint8),
+            gt=crop_patches(gt, c.boxes, c.instance, patch_size).to(torch.uint8),
+            box=c.boxes.to(torch.int32),
+            image_id=torch.full_like(c.instance, c.image_id),
+            instance=c.instance + kept,
+        )
+        kept += len(c.keys)
     shards = writer.close()
     index = {
         "format": FORMAT,
@@ -181,16 +183,6 @@ def build_patch_dataset(
     }
     write_json(out / INDEX_FILE, index)
     return index
-
-
-def load_image(image_root: str | os.PathLike, info: dict) -> np.ndarray:
-    """The image of a COCO image entry as H×W×3 uint8, checked against the declared size."""
-    path = Path(image_root) / info["file_name"]
-    image = read_image(path)
-    if image.shape[:2] != (info["height"], info["width"]):
-        raise DataError(f"{path}: image id {info['id']} is {image.shape[1]}x{image.shape[0]}, "
-                        f"the json says {info['width']}x{info['height']}")
-    return image
 
 
 def read_patch_index(patch_dir: str | os.PathLike) -> dict[str, Any]:

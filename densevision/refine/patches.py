@@ -14,23 +14,33 @@ powers of two, so padding wastes at most a factor of four), and NMS runs once fo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
-import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from torchvision.ops import batched_nms
+
+from densevision.data.images import ImageRecord, load_image
+from densevision.data.masks import decode_masks
 
 DEFAULT_PATCH_SIZE = 64
 DEFAULT_NMS_IOU = 0.25
 
-
-def decode_masks(rles: Sequence[dict], height: int, width: int) -> torch.Tensor:
-    """Compressed COCO RLEs -> N×H×W bool masks (a view of pycocotools' column-major array, no copy)."""
-    if not rles:
-        return torch.zeros((0, height, width), dtype=torch.bool)
-    arr = mask_utils.decode(list(rles)).view(np.bool_)
-    return torch.from_numpy(arr).permute(2, 0, 1)
+__all__ = [
+    "DEFAULT_NMS_IOU",
+    "DEFAULT_PATCH_SIZE",
+    "PatchChunk",
+    "boundary_map",
+    "boundary_pixels",
+    "boundary_scores",
+    "crop_patches",
+    "decode_masks",
+    "mask_boxes",
+    "neighbourhood_count",
+    "patch_chunks",
+    "propose_patches",
+]
 
 
 def neighbourhood_count(masks: torch.Tensor) -> torch.Tensor:
@@ -159,3 +169,51 @@ def crop_patches(
         source = padded
     windows = source.unfold(1, patch_size, 1).unfold(2, patch_size, 1)
     return windows[index, boxes[:, 1], boxes[:, 0]]
+
+
+@dataclass
+class PatchChunk:
+    """Up to ``chunk`` instances of one image and their boundary patches (K of them, P = patch size)."""
+
+    image_id: int
+    keys: list[int]
+    """The caller's keys of the instances (e.g. positions in a results list)."""
+    masks: torch.Tensor
+    """N×H×W bool instance masks."""
+    boxes: torch.Tensor
+    """K×4 int64 patch boxes, as :func:`propose_patches` gives them."""
+    instance: torch.Tensor
+    """K indices into ``masks``."""
+    images: torch.Tensor
+    """K×3×P×P uint8 image patches."""
+    coarse: torch.Tensor
+    """K×P×P bool mask patches."""
+
+
+def patch_chunks(
+    items: Iterable[tuple[ImageRecord, Sequence[int], Sequence[dict]]],
+    *,
+    patch_size: int = DEFAULT_PATCH_SIZE,
+    nms_iou: float = DEFAULT_NMS_IOU,
+    chunk: int = 16,
+    device: torch.device | str = "cpu",
+    timer: Callable[[str], contextlib.AbstractContextManager] | None = None,
+) -> Iterator[PatchChunk]:
+    """The one loop from images to boundary patches: per ``(image record, keys, compressed RLEs)`` item, read
+    the image (size checked, errors naming json and image id), then per ``chunk`` instances decode the masks,
+    propose patches and crop image and mask patches, all on ``device``.
+
+    ``timer(stage)``, if given, is entered around the ``"read"`` and ``"extract"`` work.
+    """
+    stage = timer or (lambda _: contextlib.nullcontext())
+    for record, keys, rles in items:
+        h, w = record.height, record.width
+        with stage("read"):
+            image = torch.from_numpy(load_image(record)).to(device)[None]
+        for start in range(0, len(keys), chunk):
+            with stage("extract"):
+                masks = decode_masks(rles[start:start + chunk], h, w).to(device)
+                boxes, instance = propose_patches(masks, patch_size=patch_size, nms_iou=nms_iou)
+                images = crop_patches(image, boxes, torch.zeros_like(instance), patch_size)
+                coarse = crop_patches(masks, boxes, instance, patch_size)
+            yield PatchChunk(record.image_id, list(keys[start:start + chunk]), masks, boxes, instance, images, coarse)

@@ -15,21 +15,19 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from densevision.data.coco import coco_from_dict, read_json, validate_coco
-from densevision.detection.results import encode_masks
+from densevision.data.coco import validate_coco
+from densevision.data.images import ImageRecord, record_from_entry
+from densevision.data.masks import encode_masks, rle_boxes
+from densevision.data.results import load_results
 from densevision.errors import DataError, DenseVisionError
-from densevision.evaluation.coco import load_results
-from densevision.refine.dataset import load_image
 from densevision.refine.merge import merge_patches
 from densevision.refine.network import RefineNet
-from densevision.refine.patches import DEFAULT_NMS_IOU, crop_patches, decode_masks, propose_patches
+from densevision.refine.patches import DEFAULT_NMS_IOU, patch_chunks
 
 STAGES = ("read", "extract", "network", "merge")
 
@@ -87,23 +85,13 @@ def check_images(images: Any, source: str = "images") -> dict[int, dict]:
 def check_results(
     results: Sequence[dict] | str | os.PathLike, images: Sequence[dict]
 ) -> list[dict[str, Any]]:
-    """Validated results (image ids of ``images``, integer categories, finite scores), masks as compressed
-    RLE."""
-    if isinstance(results, (str, os.PathLike)):
-        source, results = str(results), read_json(results)
-    else:
-        source = "results"
-    if not isinstance(results, list):
-        raise DataError(f"{source}: expected a list of result objects, got {type(results).__name__}")
-    cats = {r.get("category_id") for r in results if isinstance(r, dict)}
-    categories = [{"id": c, "name": str(c)} for c in cats if isinstance(c, int) and not isinstance(c, bool)]
-    coco = coco_from_dict({"images": list(images), "annotations": [], "categories": categories})
-    return load_results(results, coco, ("segm",)) if results else []
+    """Validated results (image ids of ``images``, integer categories, finite scores, segmentations that fit
+    their image), masks as compressed RLE."""
+    return load_results(results, {img["id"]: img for img in images}, None, ("segmentation",))
 
 
 def _chunks(
-    infos: dict[int, dict],
-    image_root: str | os.PathLike,
+    records: dict[int, ImageRecord],
     results: list[dict],
     *,
     patch_size: int,
@@ -115,20 +103,11 @@ def _chunks(
     by_image: dict[int, list[int]] = defaultdict(list)
     for position, r in enumerate(results):
         by_image[r["image_id"]].append(position)
-    for image_id, positions in by_image.items():
-        info = infos[image_id]
-        h, w = info["height"], info["width"]
-        with timer("read"):
-            image = torch.from_numpy(load_image(image_root, info)).to(device)[None]
-        for start in range(0, len(positions), chunk):
-            part = positions[start:start + chunk]
-            with timer("extract"):
-                masks = decode_masks([results[p]["segmentation"] for p in part], h, w).to(device)
-                boxes, instance = propose_patches(masks, patch_size=patch_size, nms_iou=nms_iou)
-                images = crop_patches(image, boxes, torch.zeros_like(instance), patch_size)
-                coarse = crop_patches(masks, boxes, instance, patch_size)
-            probs = torch.empty((len(boxes), patch_size, patch_size), device=device)
-            yield _Chunk(part, [results[p] for p in part], masks, boxes, instance, images, coarse, probs)
+    items = ((records[image_id], positions, [results[p]["segmentation"] for p in positions])
+             for image_id, positions in by_image.items())
+    for c in patch_chunks(items, patch_size=patch_size, nms_iou=nms_iou, chunk=chunk, device=device, timer=timer):
+        probs = torch.empty((len(c.boxes), patch_size, patch_size), device=device)
+        yield _Chunk(c.keys, [results[p] for p in c.keys], c.masks, c.boxes, c.instance, c.images, c.coarse, probs)
 
 
 def _predict(model: RefineNet, parts: list[tuple[_Chunk, int, int]], timer: _Timer) -> Iterator[_Chunk]:
@@ -179,6 +158,7 @@ def refine_results(
     chunk: int = 16,
     progress: bool = True,
     stats: dict[str, float] | None = None,
+    source: str = "images",
 ) -> list[dict[str, Any]]:
     """Refine the masks of a COCO results list with a BPR network.
 
@@ -195,6 +175,7 @@ def refine_results(
         chunk: detections decoded and merged together.
         progress: show a progress bar over detections.
         stats: if given, receives the seconds spent per stage (``read``, ``extract``, ``network``, ``merge``).
+        source: the json the image entries come from, named in errors about them.
 
     Returns:
         The refined results in input order: ``image_id``, ``category_id`` and ``score`` kept, ``segmentation``
@@ -204,20 +185,21 @@ def refine_results(
         raise DenseVisionError(f"batch size and chunk must be positive, got {batch_size} and {chunk}")
     if not 0.0 <= nms_iou <= 1.0:
         raise DenseVisionError(f"NMS IoU threshold must be in [0, 1], got {nms_iou}")
-    infos = check_images(list(images) if isinstance(images, (list, tuple)) else images)
+    infos = check_images(list(images) if isinstance(images, (list, tuple)) else images, source)
+    records = {i: record_from_entry(info, image_root, source) for i, info in infos.items()}
     checked = check_results(results, list(infos.values()))
     device = torch.device(device)
     model = model.to(device).eval()
     timer = _Timer(stats, device)
     refined: list[dict[str, Any] | None] = [None] * len(checked)
-    chunks = _chunks(infos, Path(image_root), checked, patch_size=model.patch_size, nms_iou=nms_iou,
+    chunks = _chunks(records, checked, patch_size=model.patch_size, nms_iou=nms_iou,
                      chunk=chunk, device=device, timer=timer)
     with tqdm(total=len(checked), desc="bpr refine", unit="inst", disable=not progress) as bar:
         for c in _batched(chunks, model, batch_size, timer):
             with timer("merge"):
                 masks = merge_patches(c.masks, c.probs, c.boxes, c.instance)
                 rles = encode_masks(masks)
-                boxes = mask_utils.toBbox(rles).tolist() if rles else []
+                boxes = rle_boxes(rles)
             for position, r, rle, box in zip(c.positions, c.results, rles, boxes, strict=True):
                 refined[position] = {"image_id": r["image_id"], "category_id": r["category_id"],
                                      "score": r["score"], "segmentation": rle, "bbox": box}

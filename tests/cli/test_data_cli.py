@@ -34,7 +34,7 @@ def test_cli_error_is_one_line_exit_2(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
-    assert "bad.json: malformed JSON" in proc.stderr
+    assert "bad.json: not valid JSON" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

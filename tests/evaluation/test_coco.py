@@ -222,21 +222,21 @@ def test_malformed_results_file(coco_set, tmp_path, text, message):
 
 def test_bad_ground_truth_and_arguments(coco_set, tmp_path):
     gt, results = coco_set
-    with pytest.raises(DataError, match="expected an object with 'images', 'annotations' and 'categories'"):
+    with pytest.raises(DataError, match="^ground truth: missing or non-list key 'annotations'"):
         evaluate({"images": []}, results)
     bad = copy.deepcopy(gt)
     bad["annotations"][1]["image_id"] = 404
-    with pytest.raises(DataError, match="annotation 1: image_id 404 is not in 'images'"):
+    with pytest.raises(DataError, match="annotation id 2: refers to unknown image id 404"):
         evaluate(bad, results)
     bad = copy.deepcopy(gt)
     bad["annotations"][2]["id"] = bad["annotations"][0]["id"]
-    with pytest.raises(DataError, match=f"annotation 2: id {bad['annotations'][0]['id']} is used twice"):
+    with pytest.raises(DataError, match=f"annotation id {bad['annotations'][0]['id']}: id appears twice"):
         evaluate(bad, results)
     bad = copy.deepcopy(gt)
     del bad["annotations"][0]["area"]
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(bad))
-    with pytest.raises(DataError, match=f"^{path}: annotation 0: missing key 'area'$"):
+    with pytest.raises(DataError, match=f"^{path}: annotation id 1: missing 'area'$"):
         evaluate(path, results)
     with pytest.raises(DenseVisionError, match="unknown IoU type 'keypoints'"):
         evaluate(gt, results, ["segm", "keypoints"])

@@ -147,10 +147,24 @@ def test_bad_results_name_the_problem(square_scene, stub_net, change, message):
 
 def test_bad_images_name_the_problem(square_scene, stub_net, rle_of):
     root, info, result, _ = square_scene
-    with pytest.raises(DataError, match="image file not found"):
-        refine_results([{**info, "file_name": "nope.png"}], root, [result], stub_net(identity), progress=False)
+    with pytest.raises(DataError, match=rf"^ann.json: image id {info['id']}: image file .*nope.png not found$"):
+        refine_results([{**info, "file_name": "nope.png"}], root, [result], stub_net(identity), progress=False,
+                       source="ann.json")
     with pytest.raises(DataError, match="the json says 70x64"):
         refine_results([{**info, "width": 70}], root, [{**result, "segmentation": rle_of(np.ones((64, 70)))}],
                        stub_net(identity), progress=False)
     with pytest.raises(DataError, match="height"):
         refine_results([{"id": 1, "file_name": "x.png"}], root, [], stub_net(identity), progress=False)
+
+
+@pytest.mark.parametrize("name", ["../outside.png", "ABS", "link.png"])
+def test_image_paths_must_stay_inside_the_root(square_scene, stub_net, name):
+    scene, info, result, _ = square_scene
+    root = scene / "root"
+    root.mkdir()
+    outside = scene / "outside.png"
+    outside.write_bytes((scene / info["file_name"]).read_bytes())
+    (root / "link.png").symlink_to(outside)
+    name = str(outside) if name == "ABS" else name
+    with pytest.raises(DataError, match=rf"^images: image id {info['id']}: file_name .* (escapes|is an absolute)"):
+        refine_results([{**info, "file_name": name}], root, [result], stub_net(identity), progress=False)
