@@ -40,6 +40,13 @@ COMMANDS: tuple[Group | Verb | Registered, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of the CLI."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _module(name: str):
     return importlib.import_module(f"{__name__}.{name}")
 
@@ -73,7 +80,7 @@ def _selected(argv: Sequence[str] | None, names: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``densevision`` parser. With ``argv``, only the command it names gets its flags (the other commands
     are listed with their help line), so only that command's module is imported; without, the whole tree."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="densevision",
         description="Dense prediction toolkit: model zoo, Mask R-CNN, boundary patch refinement, COCO evaluation. "
         "Commands are `densevision <task> <verb>`; `train` and `predict` are aliases of `detect train` and "
@@ -155,7 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = None
     name = "densevision"
     try:
-        args = build_parser(argv).parse_args(argv)
+        try:
+            args = build_parser(argv).parse_args(argv)
+        except SystemExit as exc:  # --help, --version, a refused flag
+            return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
         name = f"densevision {args.command_name}"
         _check_device(args)
         return int(args.func(args) or 0)

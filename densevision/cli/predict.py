@@ -48,7 +48,7 @@ def _guard(args: argparse.Namespace) -> None:
     from densevision.io import check_outputs
 
     outputs = {"--out": args.out, "--viz": args.viz}
-    if args.ann is None:
+    if args.ann is None and Path(args.out).name:
         outputs["--out's image list"] = Path(args.out).with_suffix(".images.json")
     checkpoint = Path(args.checkpoint)
     inputs = {"--checkpoint": checkpoint / RUN_CHECKPOINT if checkpoint.is_dir() else checkpoint,

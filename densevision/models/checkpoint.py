@@ -36,7 +36,7 @@ def read_checkpoint(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or _first_line(exc)})") from None
     except Exception as exc:  # torch.load fails on foreign files with arbitrary exception types
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_load_failure(path, exc)})") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return dict(obj)
@@ -47,6 +47,15 @@ def _first_line(exc: BaseException) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
     first = text.splitlines()[0].split(". ")[0] if text else ""
     return f"{type(exc).__name__}: {first}" if isinstance(exc, KeyError) or not first else first
+
+
+def _load_failure(path: str | os.PathLike, exc: BaseException) -> str:
+    """Why ``torch.load`` failed: the file's kind when it is neither a zip archive nor a pickle, else the error."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head != b"PK" and not head.startswith(b"\x80"):
+        return f"neither a zip archive nor a pickle; the file starts with {head!r}"
+    return _first_line(exc)
 
 
 def _unpickler_reason(exc: BaseException) -> str:
