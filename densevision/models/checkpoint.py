@@ -30,9 +30,9 @@ def read_checkpoint(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except pickle.UnpicklingError as exc:
-        if not trust_checkpoint and "weights_only" in str(exc):
+        if not trust_checkpoint and _is_torch_file(path) and "Unsupported global" in str(exc):
             raise UntrustedCheckpointError(str(path), _unpickler_reason(exc)) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_load_failure(path, exc)})") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or _first_line(exc)})") from None
     except Exception as exc:  # torch.load fails on foreign files with arbitrary exception types
@@ -49,12 +49,21 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if isinstance(exc, KeyError) or not first else first
 
 
+def _head(path: str | os.PathLike) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(2)
+
+
+def _is_torch_file(path: str | os.PathLike) -> bool:
+    """Whether the file starts like ``torch.save`` output: a zip archive or a pickle."""
+    head = _head(path)
+    return head == b"PK" or head.startswith(b"\x80")
+
+
 def _load_failure(path: str | os.PathLike, exc: BaseException) -> str:
     """Why ``torch.load`` failed: the file's kind when it is neither a zip archive nor a pickle, else the error."""
-    with open(path, "rb") as f:
-        head = f.read(2)
-    if head != b"PK" and not head.startswith(b"\x80"):
-        return f"neither a zip archive nor a pickle; the file starts with {head!r}"
+    if not _is_torch_file(path):
+        return f"neither a zip archive nor a pickle; the file starts with {_head(path)!r}"
     return _first_line(exc)
 
 
