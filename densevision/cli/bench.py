@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=positive_int, help="square input size (default: the model's input size)")
     parser.add_argument("--threads", type=positive_int, help="torch.set_num_threads (default: torch's choice)")
     add_device_argument(parser)
-    parser.add_argument("--amp", action="store_true", help="autocast (float16 on CUDA, bfloat16 on CPU)")
+    parser.add_argument("--amp", nargs="?", const="auto", default="off", choices=("off", "auto"),
+                        help="mixed precision; bare --amp (auto): float16 autocast on CUDA, bfloat16 on the CPU")
     parser.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed calls per model (default 2)")
     parser.add_argument("--runs", type=positive_int, default=5, help="timed calls per model (default 5)")
     parser.add_argument("--compare-timm", action="store_true", help="also time the timm model of the same name")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for name in args.models:
         (result,) = benchmark(
-            [name], threads=args.threads, batch=args.batch_size, size=args.size, device=device, amp=args.amp,
+            [name], threads=args.threads, batch=args.batch_size, size=args.size, device=device, amp=args.amp == "auto",
             warmup=args.warmup, runs=args.runs, compare_timm=args.compare_timm,
             compare_upstream=args.compare_upstream,
         )

@@ -53,6 +53,8 @@ def test_one_name_per_flag(path):
         assert options["--device"].type("cuda:1") == "cuda:1"
     if "--checkpoint" in options:
         assert "--trust-checkpoint" in options
+    if "--amp" in options:
+        assert (options["--amp"].default, options["--amp"].const) == ("off", "auto")
     if "--num-workers" in options:
         assert options["--num-workers"] is options["--workers"]
 
@@ -89,3 +91,14 @@ def test_help_does_not_import_torch():
     report = json.loads(proc.stdout.strip().splitlines()[-1].replace("'", '"'))
     assert report["heavy"] == []
     assert wall < 10  # a fresh interpreter printing 13 help texts; importing torch alone takes seconds
+
+
+def test_constants_copied_to_keep_help_light_match_their_sources():
+    from densevision.cli import data, eval, export
+    from densevision.data.synthetic import generate_split
+    from densevision.evaluation.coco import IOU_TYPES
+    from densevision.export import DEFAULT_OPSET
+
+    assert eval.IOU_TYPES == IOU_TYPES and export.DEFAULT_OPSET == DEFAULT_OPSET
+    with pytest.raises(ValueError, match=f"at least {data.MIN_SYNTH_SIZE}"):
+        generate_split("unused", "train", 1, size=data.MIN_SYNTH_SIZE - 1)
