@@ -168,6 +168,7 @@ GUARD = [
     (["export-onnx", "vit_tiny_patch16_224", "--out", "{text}", "--checkpoint", "{text}"], "text"),
     (["data", "synth", "--out", "{text}", "--train", "1", "--val", "0", "--size", "64"], "text"),
     (["bench", "vit_tiny_patch16_224", "--out", "{images}"], "images"),
+    (["demo", "--out", "{text}", "--device", "cpu"], "text"),
 ]
 
 
