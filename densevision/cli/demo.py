@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from densevision.io import check_outputs
+
+    check_outputs({"--out": args.out}, {}, folders=("--out",))
     out = run_demo(args.out, train=args.train, quick=args.quick, device=args.device,
                    detector_input=args.detector_input, progress=not args.no_progress)
     for stage in ("coarse", "refined"):

@@ -4,39 +4,47 @@ from __future__ import annotations
 
 import argparse
 
-from densevision.export import DEFAULT_OPSET, export_onnx
+from densevision.cli._types import add_trust_argument, int_at_least, positive_float, positive_int
+
+DEFAULT_OPSET = 17  # densevision.export.DEFAULT_OPSET, without importing torch
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``export-onnx`` subcommand."""
-    parser = subparsers.add_parser(
-        "export-onnx",
-        help="export a zoo model to ONNX (checked with ONNX Runtime)",
-        description="Export a zoo model to ONNX with a dynamic batch axis (and dynamic height and width with "
-        "--features), then run the graph with ONNX Runtime on random inputs and fail unless every output "
-        "matches PyTorch within --atol. The file is written only when the check passes.",
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``export-onnx``."""
+    parser.description = (
+        "Export a zoo model to ONNX with a dynamic batch axis (and dynamic height and width with --features), then "
+        "run the graph with ONNX Runtime on random inputs and fail unless every output matches PyTorch within "
+        "--atol. The file is written only when the check passes."
     )
     parser.add_argument("name", help="model name (see `densevision models`)")
-    parser.add_argument("out", help="output .onnx file")
+    parser.add_argument("out_file", nargs="?", metavar="OUT", help="output .onnx file (or --out)")
+    parser.add_argument("--out", dest="out_flag", metavar="OUT.onnx", help="output .onnx file")
     parser.add_argument("--features", action="store_true", help="export the multi-scale feature extractor")
-    parser.add_argument(
-        "--size", nargs=2, type=int, metavar=("H", "W"), help="input size (default: the model's, else 224 224)"
-    )
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--checkpoint", help="weights to load (official, timm or densevision format)")
-    parser.add_argument(
-        "--trust-checkpoint", action="store_true", help="allow checkpoints that need full unpickling"
-    )
-    parser.add_argument("--num-classes", type=int, default=1000, help="classifier outputs (default 1000)")
-    parser.add_argument("--atol", type=float, default=1e-4,
+    parser.add_argument("--size", nargs=2, type=int_at_least(32), metavar=("H", "W"),
+                        help="input size, at least 32 (default: the model's, else 224 224)")
+    parser.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--checkpoint", metavar="FILE", help="weights to load (official, timm or densevision format)")
+    add_trust_argument(parser)
+    parser.add_argument("--num-classes", type=positive_int, default=1000, help="classifier outputs (default 1000)")
+    parser.add_argument("--atol", type=positive_float, default=1e-4,
                         help="max difference allowed, times max(1, |output|) (default 1e-4)")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export, check, print one line per checked input."""
+    """Check the output path, export, check the graph, print one line per checked input."""
+    from densevision.errors import DenseVisionError
+    from densevision.io import check_outputs
+
+    if (args.out_file is None) == (args.out_flag is None):
+        raise DenseVisionError("give the output file once: `export-onnx NAME OUT` or `export-onnx NAME --out OUT`")
+    out = args.out_file if args.out_flag is None else args.out_flag
+    check_outputs({"--out": out}, {"--checkpoint": args.checkpoint})
+
+    from densevision.export import export_onnx
+
     report = export_onnx(
-        args.name, args.out, features=args.features, size=tuple(args.size) if args.size else None, opset=args.opset,
+        args.name, out, features=args.features, size=tuple(args.size) if args.size else None, opset=args.opset,
         checkpoint=args.checkpoint, trust_checkpoint=args.trust_checkpoint, num_classes=args.num_classes,
         atol=args.atol,
     )

@@ -5,28 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 
-from densevision.errors import DenseVisionError
-from densevision.flops import model_complexity
-from densevision.models import list_models
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``models`` subcommand."""
-    parser = subparsers.add_parser(
-        "models",
-        help="list zoo models with params, GMACs and input size",
-        description="List registered models: parameters (millions, 1000 classes), GMACs of one forward call "
-        "at the default input size (torch.utils.flop_counter, FLOPs/2) and the default input size.",
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``models``."""
+    parser.description = (
+        "List registered models: parameters (millions, 1000 classes), GMACs of one forward call at the default "
+        "input size (torch.utils.flop_counter, FLOPs/2) and the default input size."
     )
     parser.add_argument(
         "pattern", nargs="?", help="shell-style filter ('swin*') or a substring ('vit_small')"
     )
     parser.add_argument("--json", action="store_true", help="print a json list instead of a table")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the table (or json)."""
+    from densevision.errors import DenseVisionError
+    from densevision.flops import model_complexity
+    from densevision.models import list_models
+
     names = list_models(args.pattern)
     if not names:
         raise DenseVisionError(f"no model matches {args.pattern!r} (run `densevision models` for the list)")

@@ -1,11 +1,12 @@
-"""``densevision train``: train Mask R-CNN on COCO-format data (works under ``torchrun -m densevision train``)."""
+"""``densevision detect train`` (also ``densevision train``): train Mask R-CNN on COCO-format data (works under
+``torchrun -m densevision detect train``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from densevision.engine import add_config_argument, destroy_distributed, is_main_process
+from densevision.cli._types import add_device_argument, add_progress_argument, nonnegative_int, positive_int
 from densevision.errors import DenseVisionError
 
 
@@ -19,14 +20,14 @@ def _json_object(text: str) -> dict:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train`` subcommand."""
-    p = subparsers.add_parser(
-        "train",
-        help="train Mask R-CNN (any zoo or timm backbone)",
-        description="Train Mask R-CNN on COCO-format data with periodic COCO evaluation (bbox, segm, boundary "
-        "AP). The run directory gets config.yaml, checkpoints (last.pt, best.pt), metrics.json, loss_curve.png "
-        "and eval/; `densevision predict --checkpoint RUN_DIR` needs nothing else.",
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``train``."""
+    from densevision.engine import add_config_argument
+
+    p.description = (
+        "Train Mask R-CNN on COCO-format data with periodic COCO evaluation (bbox, segm, boundary AP). The run "
+        "directory gets config.yaml, checkpoints (last.pt, best.pt), metrics.json, loss_curve.png and eval/; "
+        "`densevision detect predict --checkpoint RUN_DIR` needs nothing else."
     )
     data = p.add_argument_group("data")
     data.add_argument("--data", help="folder laid out like `densevision data synth` output "
@@ -51,8 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--max-size", type=int, default=None, help="long image side cap")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--out", required=True, help="run directory")
-    opt.add_argument("--iters", type=int, default=1000, help="iterations (default 1000)")
-    opt.add_argument("--batch-size", type=int, default=4, help="images per iteration and process (default 4)")
+    opt.add_argument("--iters", type=positive_int, default=1000, help="iterations (default 1000)")
+    opt.add_argument("--batch-size", "--batch", dest="batch_size", type=positive_int, default=4,
+                     help="images per iteration and process (default 4)")
     opt.add_argument("--lr", type=float, default=0.02, help="SGD learning rate (default 0.02)")
     opt.add_argument("--weight-decay", type=float, default=1e-4)
     opt.add_argument("--warmup-iters", type=int, default=100)
@@ -60,16 +62,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     opt.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this value")
     opt.add_argument("--amp", nargs="?", const="auto", default="off", choices=("off", "auto", "bf16", "fp16"),
                      help="mixed precision; bare --amp: fp16 on CUDA, bf16 on the CPU")
-    opt.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    add_device_argument(opt)
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt")
     opt.add_argument("--eval-every", type=int, default=0, help="evaluate every N iterations (0: at the end)")
     opt.add_argument("--eval-batch-size", type=int, default=2)
     opt.add_argument("--checkpoint-every", type=int, default=500)
-    opt.add_argument("--num-workers", type=int, default=0, help="data loading processes")
-    opt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    opt.add_argument("--workers", "--num-workers", dest="num_workers", type=nonnegative_int, default=0,
+                     help="data loading processes (default 0)")
+    add_progress_argument(opt)
     add_config_argument(p)
-    p.set_defaults(func=run)
 
 
 def _data_args(args: argparse.Namespace) -> dict:
@@ -90,6 +92,7 @@ def _data_args(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Train, then print where the run is and its last evaluation."""
     from densevision.detection.train import train_detector
+    from densevision.engine import destroy_distributed, is_main_process
 
     model_kwargs = dict(args.model_kwargs or {})
     model_kwargs.update(heads=args.heads, freeze_at=args.freeze_at, backbone_kwargs=args.backbone_kwargs,

@@ -110,12 +110,12 @@ def resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
 
 
 def load_detector(
-    checkpoint: str | os.PathLike, *, device: str | torch.device = "cpu"
+    checkpoint: str | os.PathLike, *, device: str | torch.device = "cpu", trust_checkpoint: bool = False
 ) -> tuple[nn.Module, DetectorInfo]:
     """Rebuild a trained Mask R-CNN from a checkpoint file or run directory; returns ``(model in eval mode,
     info)``."""
     path = resolve_checkpoint(checkpoint)
-    state = read_checkpoint(path)
+    state = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
     section = state.get("config", {}).get("detector") if isinstance(state.get("config"), Mapping) else None
     if not isinstance(section, Mapping) or "model" not in section or "categories" not in section:
         raise CheckpointError(
@@ -203,6 +203,7 @@ def predict(
     batch_size: int = 2,
     input_size: int | None = None,
     progress: bool = True,
+    trust_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Run a trained detector on images and write a COCO results json (RLE masks, the data set's category ids).
 
@@ -218,6 +219,7 @@ def predict(
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
         batch_size, progress: images per forward pass; show a progress bar.
         input_size: short side of the images fed to the network (default: the size the detector was trained at).
+        trust_checkpoint: allow a checkpoint that needs full unpickling.
 
     Returns:
         ``{"results": path, "images_json": path or None, "num_images": n, "num_detections": n, "overlays": dir,
@@ -227,7 +229,7 @@ def predict(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise DenseVisionError(f"device {device} requested but CUDA is not available; use --device cpu")
-    model, info = load_detector(checkpoint, device=device)
+    model, info = load_detector(checkpoint, device=device, trust_checkpoint=trust_checkpoint)
     if score_thr is not None:
         model.roi_heads.score_thresh = float(score_thr)
     if input_size is not None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from densevision.errors import CheckpointError
+from densevision.errors import CheckpointError, UntrustedCheckpointError
 
 _WRAPPER_KEYS = ("model", "state_dict", "model_state", "module")
 
@@ -20,21 +21,58 @@ def read_checkpoint(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
     Uses ``torch.load(weights_only=True)``; files that need full unpickling (training checkpoints holding
     ``argparse.Namespace`` or yacs configs) are refused unless ``trust_checkpoint=True``.
     """
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint file not found")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (the file is empty)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: this checkpoint holds non-tensor objects and needs full unpickling ({first}); "
-            "load it only if you trust its source, with trust_checkpoint=True (CLI: --trust-checkpoint)"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+        if not trust_checkpoint and _is_torch_file(path) and "Unsupported global" in str(exc):
+            raise UntrustedCheckpointError(str(path), _unpickler_reason(exc)) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_load_failure(path, exc)})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or _first_line(exc)})") from None
+    except Exception as exc:  # torch.load fails on foreign files with arbitrary exception types
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_load_failure(path, exc)})") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return dict(obj)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first sentence of an exception's message, else its type name (``KeyError: 101``, not ``101``)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    first = text.splitlines()[0].split(". ")[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if isinstance(exc, KeyError) or not first else first
+
+
+def _head(path: str | os.PathLike) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(2)
+
+
+def _is_torch_file(path: str | os.PathLike) -> bool:
+    """Whether the file starts like ``torch.save`` output: a zip archive or a pickle."""
+    head = _head(path)
+    return head == b"PK" or head.startswith(b"\x80")
+
+
+def _load_failure(path: str | os.PathLike, exc: BaseException) -> str:
+    """Why ``torch.load`` failed: the file's kind when it is neither a zip archive nor a pickle, else the error."""
+    if not _is_torch_file(path):
+        return f"neither a zip archive nor a pickle; the file starts with {_head(path)!r}"
+    return _first_line(exc)
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The line of a weights-only load failure that names the refused object (``Unsupported global: ...``)."""
+    for line in str(exc).splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(" was not ")[0].strip()
+    return _first_line(exc)
 
 
 def unwrap_state_dict(obj: Mapping) -> dict[str, torch.Tensor]:

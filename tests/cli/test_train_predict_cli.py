@@ -159,7 +159,7 @@ def test_predict_input_errors(trained, tmp_path, capsys):
     assert main([*base, "--images", str(tmp_path / "nowhere")]) == 2
     assert "no such file or folder" in _error_line(capsys)
     assert main([*base, "--images", str(trained / "data" / "val"), "--input-size", "0"]) == 2
-    assert "input size must be a positive number of pixels" in _error_line(capsys)
+    assert "argument --input-size: expected a positive integer" in _error_line(capsys)
     assert main(["train", "--out", str(tmp_path / "r"), "--backbone", "no_such_net",
                  "--data", str(trained / "data"), "--iters", "1", "--device", "cpu"]) == 2
     assert "unknown model 'no_such_net'" in _error_line(capsys)
