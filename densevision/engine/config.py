@@ -37,7 +37,8 @@ from densevision.io import atomic_open
 CONFIG_FILE = "config.yaml"
 # Keys that cannot change what a run computes: a resumed run may differ from the saved config in these.
 RESUME_FREE_KEYS = frozenset({
-    "train.log_every", "train.workers", "train.eval_batch_size", "train.tensorboard", "train.keep_checkpoints",
+    "train.log_every", "train.workers", "train.eval_batch_size", "train.tensorboard", "train.checkpoint_every",
+    "train.keep_checkpoints",
 })
 
 C = TypeVar("C")
@@ -354,7 +355,8 @@ def add_config_flags(
         shown = f"{text} " if text else ""
         parser.add_argument(
             name, *aliases.get(key, ()), dest=f"cfg:{key}", default=None,
-            help=f"{shown}(config {key}; default {default!r})".replace("%", "%%"), **_flag_options(kind, _split(key)[-1].upper()),
+            help=f"{shown}(config {key}; default {default!r})".replace("%", "%%"),
+            **_flag_options(kind, _split(key)[-1].upper()),
         )
     parser.add_argument("--config", metavar="FILE.yaml", default=None,
                         help="YAML configuration (e.g. a run's config.yaml); flags and --set override it")

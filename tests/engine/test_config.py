@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -134,6 +135,5 @@ def test_plain_values_and_no_torch_at_import():
     plain = plain_value({"a": (1, 2), "b": np.float32(0.5), "c": torch.tensor(3), "d": {1: None}})
     assert plain == {"a": [1, 2], "b": 0.5, "c": 3, "d": {"1": None}}
     assert type(plain["b"]) is float and type(plain["c"]) is int
-    source = sys.modules["densevision.engine.config"].__file__
-    tree = open(source).read()
+    tree = Path(sys.modules["densevision.engine.config"].__file__).read_text()
     assert "import torch" not in tree and "import numpy" not in tree
