@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,16 @@ import torch
 from densevision import __version__
 from densevision.data.coco import read_json
 from densevision.data.synthetic import generate_split
+from densevision.detection.config import DetectionDataConfig, DetectorTrainConfig, MaskRCNNConfig
 from densevision.detection.predict import load_detector, predict
 from densevision.detection.train import train_detector
+from densevision.engine.checkpoint import MODEL_SPEC, Checkpointer, find_checkpoint
+from densevision.engine.config import from_dict, plain_value
+from densevision.engine.device import resolve_device
 from densevision.errors import DenseVisionError
 from densevision.evaluation import evaluate, format_table
 from densevision.io import atomic_open, save_torch, write_json
+from densevision.refine.config import RefineTrainConfig
 from densevision.refine.dataset import INDEX_FILE as PATCH_INDEX
 from densevision.refine.dataset import build_patch_dataset
 from densevision.refine.network import load_refine_net
@@ -109,10 +115,12 @@ def _machine() -> dict[str, Any]:
 
 
 def _half_weights(checkpoint: Path, out: Path, keep_config: bool = True) -> Path:
-    """Write the ``model`` weights of a training checkpoint as fp16 (plus its config) for shipping."""
+    """Write the ``model`` weights of a training checkpoint as fp16 (plus its model spec and config) for
+    shipping."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
-    save_torch(out, {"model": model, "config": state.get("config", {}) if keep_config else {}})
+    save_torch(out, {"model": model, MODEL_SPEC: state[MODEL_SPEC],
+                     "config": state.get("config", {}) if keep_config else {}})
     return out
 
 
@@ -145,16 +153,28 @@ def _write_card(path: Path, *, weights: Path, command: str, recipe: DemoRecipe, 
     })
 
 
-def detector_settings(recipe: DemoRecipe) -> dict[str, Any]:
-    """The :func:`~densevision.detection.train.train_detector` arguments ``recipe`` decides (all but the data,
-    run directory, device and progress)."""
-    return {
-        "backbone": recipe.detector_backbone, "iters": recipe.detector_iters, "batch_size": recipe.detector_batch,
-        "lr": recipe.detector_lr, "warmup_iters": recipe.detector_warmup, "grad_clip": recipe.detector_grad_clip,
-        "eval_every": recipe.detector_eval_every, "checkpoint_every": max(recipe.detector_eval_every, 100),
-        "log_every": 1, "seed": recipe.seed, "min_size": recipe.detector_input, "max_size": recipe.detector_input,
-        "model_kwargs": recipe.detector_model_kwargs,
-    }
+def detector_config(recipe: DemoRecipe, data: Mapping[str, Any]) -> DetectorTrainConfig:
+    """The detector's training config that ``recipe`` decides, on ``data`` (``train_json``, ``train_images``,
+    ``val_json``, ``val_images``); every other value is the detector recipe's default."""
+    model = {"backbone": recipe.detector_backbone, "min_size": recipe.detector_input,
+             "max_size": recipe.detector_input, **recipe.detector_model_kwargs}
+    train = replace(DetectorTrainConfig().train, iters=recipe.detector_iters, batch_size=recipe.detector_batch,
+                    lr=recipe.detector_lr, warmup_iters=recipe.detector_warmup, grad_clip=recipe.detector_grad_clip,
+                    eval_every=recipe.detector_eval_every, checkpoint_every=max(recipe.detector_eval_every, 100),
+                    log_every=1, seed=recipe.seed)
+    data_config = DetectionDataConfig(**{k: None if v is None else os.fspath(v) for k, v in data.items()})
+    return DetectorTrainConfig(data=data_config, model=from_dict(MaskRCNNConfig, model, "DemoRecipe"), train=train)
+
+
+def refiner_config(recipe: DemoRecipe, patches: str | os.PathLike) -> RefineTrainConfig:
+    """The refiner's training config that ``recipe`` decides, on the patch folder ``patches``."""
+    config = RefineTrainConfig()
+    model = replace(config.model, backbone=recipe.refiner_backbone, input_size=recipe.refiner_input,
+                    overrides=plain_value(recipe.refiner_overrides))
+    train = replace(config.train, iters=recipe.refiner_iters, batch_size=recipe.refiner_batch, lr=recipe.refiner_lr,
+                    eval_every=recipe.refiner_eval_every, checkpoint_every=max(recipe.refiner_eval_every, 100),
+                    workers=0, seed=recipe.seed)
+    return replace(config, data=replace(config.data, patches=os.fspath(patches)), model=model, train=train)
 
 
 def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoRecipe(), device: str = "auto",
@@ -172,10 +192,9 @@ def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoR
 
     start = time.perf_counter()
     det_run = out / "detector_run"
-    summary = train_detector(
-        train_json=train_ann, train_images=train_images, val_json=val_ann, val_images=val_images, out_dir=det_run,
-        device=device, resume=True, progress=progress, **detector_settings(recipe),
-    )
+    data = {"train_json": train_ann, "train_images": train_images, "val_json": val_ann, "val_images": val_images}
+    summary = train_detector(detector_config(recipe, data), det_run, device=device,
+                             resume=Checkpointer(det_run).has_checkpoint(), progress=progress)
     detector = _half_weights(Path(summary["checkpoint"]), weights / DETECTOR_FILE)
     _write_card(detector.with_suffix(".json"), weights=detector, command=command, recipe=recipe,
                 iterations=summary["iteration"], wall_time_s=time.perf_counter() - start,
@@ -189,14 +208,9 @@ def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoR
         build_patch_dataset(read_json(train_ann), train_images, coarse_train, patches, nms_iou=recipe.nms_iou,
                             match_iou=recipe.match_iou, progress=progress)
     ref_run = out / "refiner_run"
-    summary = train_refiner(
-        patches, ref_run, backbone=recipe.refiner_backbone, input_size=recipe.refiner_input,
-        iters=recipe.refiner_iters, batch_size=recipe.refiner_batch, lr=recipe.refiner_lr,
-        eval_every=recipe.refiner_eval_every, checkpoint_every=max(recipe.refiner_eval_every, 100),
-        num_workers=0, seed=recipe.seed, device=None if device == "auto" else device,
-        model_args=recipe.refiner_overrides, resume=True, progress=progress,
-    )
-    ref_ckpt = ref_run / ("best.pt" if (ref_run / "best.pt").is_file() else "last.pt")
+    summary = train_refiner(refiner_config(recipe, patches), ref_run, device=device,
+                            resume=Checkpointer(ref_run).has_checkpoint(), progress=progress)
+    ref_ckpt = find_checkpoint(ref_run)
     refiner = _half_weights(ref_ckpt, weights / REFINER_FILE)
     _write_card(refiner.with_suffix(".json"), weights=refiner, command=command, recipe=recipe,
                 iterations=summary["iteration"], wall_time_s=time.perf_counter() - start,
@@ -220,8 +234,7 @@ def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe
     out = Path(out_dir)
     val_ann, val_images = prepare_split(out / "data", "val", recipe.val_images, recipe, progress=progress)
     gt = read_json(val_ann)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     timings: dict[str, float] = {}
 
     start = time.perf_counter()

@@ -9,7 +9,7 @@ from densevision.demo import (
     DETECTOR_FILE,
     QUICK_RECIPE,
     DemoRecipe,
-    detector_settings,
+    detector_config,
     prepare_split,
     run_demo,
 )
@@ -55,9 +55,10 @@ def test_recorded_recipe_reproduces_first_losses(tmp_path):
     recipe = DemoRecipe(**card["recipe"])
     ann, images = prepare_split(tmp_path / "data", "train", recipe.train_images, recipe, progress=False)
     steps = 2
-    settings = {**detector_settings(recipe), "iters": steps, "eval_every": 0}
-    summary = train_detector(train_json=ann, train_images=images, out_dir=tmp_path / "run", device="cpu",
-                             progress=False, **settings)
+    config = detector_config(recipe, {"train_json": ann, "train_images": images, "val_json": None,
+                                      "val_images": None})
+    config.train.iters, config.train.eval_every = steps, 0
+    summary = train_detector(config, tmp_path / "run", device="cpu", progress=False)
     assert summary["iteration"] == steps
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]
     # Iteration k's loss depends on the learning rates of the steps before it. A short schedule shares the

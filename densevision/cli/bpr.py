@@ -6,23 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-from densevision.data.coco import load_coco, read_json
-from densevision.engine import add_config_argument
-from densevision.engine.trainer import AMP_MODES
+from densevision.engine.config import add_config_flags, config_from_args
 from densevision.errors import DenseVisionError
-from densevision.io import write_json
-from densevision.refine.dataset import DEFAULT_MATCH_IOU, build_patch_dataset
-from densevision.refine.network import DEFAULT_BACKBONE, DEFAULT_INPUT_SIZE, load_refine_net
-from densevision.refine.patches import DEFAULT_NMS_IOU, DEFAULT_PATCH_SIZE
-from densevision.refine.pipeline import check_images, refine_results
-from densevision.refine.train import train_refiner
+from densevision.refine.config import RefineTrainConfig
 
-
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+DEVICE_HELP = "auto (default: cuda if available), cpu, cuda, cuda:N"
+TRUST_HELP = "allow a checkpoint that needs full unpickling (only from a trusted source)"
 
 
 def _model_arg(text: str) -> tuple[str, Any]:
@@ -53,13 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     patches.add_argument("--ann", help="COCO instances json (instead of --data)")
     patches.add_argument("--images", help="image folder of --ann")
     patches.add_argument("--out", required=True, metavar="PATCH_DIR", help="patch folder to create")
-    patches.add_argument("--patch-size", type=int, default=DEFAULT_PATCH_SIZE, help="patch side (default 64)")
-    patches.add_argument("--nms-iou", type=float, default=DEFAULT_NMS_IOU, help="proposal NMS IoU (0.25)")
-    patches.add_argument("--match-iou", type=float, default=DEFAULT_MATCH_IOU,
-                         help="keep detections with a same-category ground truth above this mask IoU (0.5)")
+    patches.add_argument("--patch-size", type=int, default=None, help="patch side (default 64)")
+    patches.add_argument("--nms-iou", type=float, default=None, help="proposal NMS IoU (default 0.25)")
+    patches.add_argument("--match-iou", type=float, default=None,
+                         help="keep detections with a same-category ground truth above this mask IoU (default 0.5)")
     patches.add_argument("--shard-size", type=int, default=4096, help="patches per shard file (default 4096)")
-    patches.add_argument("--device", default=None, help="device of the detector (default: cuda if available)")
-    patches.add_argument("--batch", type=int, default=2, help="detector images per batch (default 2)")
+    patches.add_argument("--device", default="auto", help=f"device of the detector: {DEVICE_HELP}")
+    patches.add_argument("--batch-size", "--batch", type=int, default=2, help="detector images per batch (default 2)")
+    patches.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     patches.set_defaults(func=_patches)
 
     train = sub.add_parser(
@@ -67,30 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train the BPR network (HRNetV2 + coarse-mask input) with SGD and poly decay; validation "
                     "is patch-level mIoU. Writes checkpoints, metrics.json, TensorBoard events, config.yaml.",
     )
-    train.add_argument("--patches", required=True, metavar="PATCH_DIR", help="patch folder of `bpr patches`")
     train.add_argument("--out", required=True, metavar="BPR_RUN", help="run directory")
-    train.add_argument("--val-patches", metavar="DIR",
-                       help="validation patch folder (default: hold out 1 instance in 20 of --patches)")
-    train.add_argument("--backbone", default=DEFAULT_BACKBONE, help=f"zoo HRNet (default {DEFAULT_BACKBONE})")
-    train.add_argument("--backbone-weights", metavar="PATH", help="ImageNet HRNet checkpoint of the backbone")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out with the same recipe")
+    train.add_argument("--device", default="auto", help=DEVICE_HELP)
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--model-arg", type=_model_arg, action="append", default=[], metavar="KEY=VALUE",
-                       help="backbone override, repeatable (e.g. --model-arg width=8)")
-    train.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, help="network input side (128)")
-    train.add_argument("--iters", type=int, default=160_000, help="iterations (default 160000)")
-    train.add_argument("--batch", type=int, default=32, help="patches per iteration (default 32)")
-    train.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
-    train.add_argument("--momentum", type=float, default=0.9)
-    train.add_argument("--weight-decay", type=float, default=5e-4)
-    train.add_argument("--power", type=float, default=0.9, help="poly decay power (default 0.9)")
-    train.add_argument("--eval-every", type=int, default=4000, help="validation period (default 4000)")
-    train.add_argument("--checkpoint-every", type=int, default=4000, help="checkpoint period (default 4000)")
-    train.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
-    train.add_argument("--device", default=None, help="default: cuda if available")
-    train.add_argument("--amp", choices=AMP_MODES, default="off", help="mixed precision (default off)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
-    add_config_argument(train)
+                       help="backbone override, repeatable (e.g. --model-arg width=8); adds to model.overrides")
+    add_config_flags(train, RefineTrainConfig, skip=("model.overrides",),
+                     aliases={"train.batch_size": ["--batch"], "train.workers": ["--num-workers"]})
     train.set_defaults(func=_train)
 
     refine = sub.add_parser(
@@ -104,12 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     refine.add_argument("--checkpoint", required=True, metavar="BPR_RUN|FILE",
                         help="`bpr train` run directory (best.pt, else last.pt) or checkpoint file")
     refine.add_argument("--out", required=True, help="refined results json to write")
-    refine.add_argument("--nms-iou", type=float, default=DEFAULT_NMS_IOU,
+    refine.add_argument("--nms-iou", type=float, default=None,
                         help="proposal NMS IoU (default 0.25; BPR uses 0.55 on Cityscapes)")
-    refine.add_argument("--batch", type=int, default=64, help="patches per network batch (default 64)")
-    refine.add_argument("--device", default=None, help="default: cuda if available")
-    refine.add_argument("--trust-checkpoint", action="store_true",
-                        help="allow a checkpoint that needs full unpickling (only from a trusted source)")
+    refine.add_argument("--batch-size", "--batch", type=int, default=64, help="patches per network batch (default 64)")
+    refine.add_argument("--device", default="auto", help=DEVICE_HELP)
+    refine.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     refine.set_defaults(func=_refine)
 
 
@@ -124,7 +99,12 @@ def _data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     return Path(args.ann), Path(args.images)
 
 
-def _detector_results(checkpoint: str, ann: Path, images: Path, device: str, batch: int) -> list[dict]:
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (None: the library's default)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _detector_results(args: argparse.Namespace, ann: Path, images: Path) -> list[dict]:
     from densevision.detection.predict import (
         ImageDataset,
         check_categories,
@@ -133,48 +113,52 @@ def _detector_results(checkpoint: str, ann: Path, images: Path, device: str, bat
         run_detector,
     )
 
-    model, info = load_detector(checkpoint, device=device)
+    model, info = load_detector(args.checkpoint, device=args.device, trust_checkpoint=args.trust_checkpoint)
     records, categories = records_from_coco(ann, images)
     check_categories(info, categories, str(ann))
-    return run_detector(model, ImageDataset(records), info.label_to_cat, batch_size=batch, progress=True)
+    return run_detector(model, ImageDataset(records), info.label_to_cat, batch_size=args.batch_size, progress=True)
 
 
 def _patches(args: argparse.Namespace) -> int:
+    from densevision.data.coco import load_coco
+    from densevision.refine.dataset import build_patch_dataset
+
     ann, images = _data_paths(args)
     dataset = load_coco(ann)
-    if args.checkpoint is not None:
-        device = args.device or _default_device()
-        results: Any = _detector_results(args.checkpoint, ann, images, device, args.batch)
-    else:
-        results = args.results
-    index = build_patch_dataset(dataset, images, results, args.out, patch_size=args.patch_size,
-                                nms_iou=args.nms_iou, match_iou=args.match_iou, shard_size=args.shard_size)
+    results: Any = _detector_results(args, ann, images) if args.checkpoint is not None else args.results
+    index = build_patch_dataset(dataset, images, results, args.out, shard_size=args.shard_size,
+                                **_given(patch_size=args.patch_size, nms_iou=args.nms_iou, match_iou=args.match_iou))
     print(f"{args.out}: {index['patches']} patches of {index['instances']} matched instances "
           f"({index['detections']} detections, {index['images']} images) in {len(index['shards'])} shard(s)")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    summary = train_refiner(
-        args.patches, args.out, val_patch_dir=args.val_patches, backbone=args.backbone,
-        backbone_weights=args.backbone_weights, model_args=dict(args.model_arg), input_size=args.input_size,
-        iters=args.iters, batch_size=args.batch, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, power=args.power, eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every, num_workers=args.workers, device=args.device, amp=args.amp,
-        seed=args.seed, resume=args.resume, tensorboard=not args.no_tensorboard, config=vars(args),
-    )
+    from densevision.refine.train import train_refiner
+
+    config = config_from_args(args, RefineTrainConfig)
+    if args.model_arg:
+        config.model.overrides = {**config.model.overrides, **dict(args.model_arg)}
+    summary = train_refiner(config, args.out, device=args.device, resume=args.resume, progress=not args.no_progress)
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in summary["metrics"].items())
     print(f"{args.out}: {summary['iteration']} iterations; {metrics or 'no validation patches'}")
     return 0
 
 
 def _refine(args: argparse.Namespace) -> int:
+    from densevision.data.coco import read_json
+    from densevision.engine.device import resolve_device
+    from densevision.io import write_json
+    from densevision.refine.network import load_refine_net
+    from densevision.refine.pipeline import check_images, refine_results
+
     data = read_json(args.ann)
     images = data.get("images") if isinstance(data, dict) else None
     check_images(images, args.ann)
+    device = resolve_device(args.device)
     model = load_refine_net(args.checkpoint, trust_checkpoint=args.trust_checkpoint)
-    refined = refine_results(images, args.images, args.results, model, nms_iou=args.nms_iou,
-                             batch_size=args.batch, device=args.device or _default_device())
+    refined = refine_results(images, args.images, args.results, model, batch_size=args.batch_size, device=device,
+                             **_given(nms_iou=args.nms_iou))
     write_json(args.out, refined, indent=None)
     print(f"{args.out}: {len(refined)} refined instances")
     return 0

@@ -44,14 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _guard(args: argparse.Namespace) -> None:
     """Refuse outputs that are inputs: the checkpoint, --ann, --images (or an image file inside it)."""
-    from densevision.detection.predict import IMAGE_EXTENSIONS, RUN_CHECKPOINT
+    from densevision.data.images import IMAGE_EXTENSIONS
+    from densevision.engine.checkpoint import find_checkpoint
     from densevision.io import check_outputs
 
     outputs = {"--out": args.out, "--viz": args.viz}
     if args.ann is None and Path(args.out).name:
         outputs["--out's image list"] = Path(args.out).with_suffix(".images.json")
-    checkpoint = Path(args.checkpoint)
-    inputs = {"--checkpoint": checkpoint / RUN_CHECKPOINT if checkpoint.is_dir() else checkpoint,
+    inputs = {"--checkpoint": find_checkpoint(args.checkpoint),
               "--images": args.images, "--ann": args.ann}
     images = Path(args.images)
     if images.is_dir():

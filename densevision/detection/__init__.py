@@ -1,39 +1,42 @@
 """Instance segmentation: Mask R-CNN over zoo / timm backbones, training, prediction, COCO results.
 
-Library entry points (the CLI's ``train`` / ``predict`` are thin wrappers around them):
+Library entry points (the CLI's ``detect train`` / ``predict`` are thin wrappers around them):
 
-- ``build_mask_rcnn(backbone, num_classes, **options)`` -> torchvision ``MaskRCNN`` with ``.config``;
-- ``train_detector(train_json=, train_images=, out_dir=, val_json=, val_images=, backbone=, iters=, ...)``;
+- ``build_mask_rcnn(backbone | MaskRCNNConfig, num_classes, **options)`` -> torchvision ``MaskRCNN`` with
+  ``.config``;
+- ``train_detector(DetectorTrainConfig, out_dir)``;
 - ``load_detector(checkpoint) -> (model, info)``, ``run_detector(model, ImageDataset, label_to_cat)``,
   ``predict(checkpoint, images, out, ann=, viz_dir=)``, ``export_detector(checkpoint, out)``;
 - ``detections_to_coco(outputs, image_ids, label_to_cat)`` for torchvision outputs -> COCO results.
+
+Names are imported lazily, so ``densevision.detection.config`` loads without torch.
 """
 
-from densevision.detection.mask_rcnn import HEAD_PRESETS, DenseMaskRCNN, build_mask_rcnn
-from densevision.detection.predict import (
-    DetectorInfo,
-    ImageDataset,
-    ImageRecord,
-    export_detector,
-    load_detector,
-    predict,
-    run_detector,
-)
-from densevision.detection.results import detections_to_coco, write_results
-from densevision.detection.train import train_detector
+from __future__ import annotations
 
-__all__ = [
-    "HEAD_PRESETS",
-    "DenseMaskRCNN",
-    "DetectorInfo",
-    "ImageDataset",
-    "ImageRecord",
-    "build_mask_rcnn",
-    "detections_to_coco",
-    "export_detector",
-    "load_detector",
-    "predict",
-    "run_detector",
-    "train_detector",
-    "write_results",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "config": ("DetectorTrainConfig", "MaskRCNNConfig"),
+    "mask_rcnn": ("HEAD_PRESETS", "DenseMaskRCNN", "build_mask_rcnn"),
+    "predict": ("DetectorInfo", "ImageDataset", "ImageRecord", "export_detector", "load_detector", "predict",
+                "run_detector"),
+    "results": ("detections_to_coco", "write_results"),
+    "train": ("DetectionTask", "train_detector"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -4,13 +4,14 @@
 (``AnchorGenerator`` with one anchor size per level, ``anchor_scale × stride``) -> ``RoIHeads``
 (``MultiScaleRoIAlign``, two-layer box MLP, four-conv mask head). Normalisation comes from the body's
 ``pretrained_cfg``, the padding multiple from its largest stride, anchor sizes from its strides; only the head
-sizes are choices (``heads="light"`` or ``"torchvision"`` presets, each value overridable).
+sizes are choices (``heads="light"`` or ``"torchvision"`` presets, each value overridable); the builder's
+options and their defaults are :class:`~densevision.detection.config.MaskRCNNConfig`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -23,6 +24,8 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from torchvision.ops import MultiScaleRoIAlign
 
 from densevision.detection.backbone import DetectionBackbone, build_detection_backbone
+from densevision.detection.config import HEAD_SIZE_KEYS, MaskRCNNConfig
+from densevision.engine.config import from_dict, to_dict
 from densevision.errors import DenseVisionError
 
 HEAD_PRESETS: dict[str, dict[str, int]] = {
@@ -93,81 +96,59 @@ class DenseMaskRCNN(MaskRCNN):
 
 
 def build_mask_rcnn(
-    backbone: str,
+    backbone: str | MaskRCNNConfig,
     num_classes: int,
     *,
-    backbone_kwargs: Mapping[str, Any] | None = None,
-    backbone_weights: str | os.PathLike | None = None,
     trust_checkpoint: bool = False,
-    freeze_at: int = 0,
-    frozen_bn: bool | None = None,
-    heads: str = "light",
-    fpn_channels: int | None = None,
-    mask_head_channels: int | None = None,
-    box_head_dim: int | None = None,
-    rois_per_image: int | None = None,
-    rpn_pre_nms_top_n_train: int | None = None,
-    rpn_post_nms_top_n_train: int | None = None,
-    rpn_pre_nms_top_n_test: int | None = None,
-    rpn_post_nms_top_n_test: int | None = None,
-    min_size: int | Sequence[int] | None = None,
-    max_size: int | None = None,
-    image_mean: Sequence[float] | None = None,
-    image_std: Sequence[float] | None = None,
-    anchor_scale: float = 8.0,
-    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-    box_score_thresh: float = 0.05,
-    box_nms_thresh: float = 0.5,
-    box_detections_per_img: int = 100,
+    **options: Any,
 ) -> DenseMaskRCNN:
     """Build a Mask R-CNN for ``num_classes`` object categories (labels ``1..num_classes``; 0 is background).
 
-    Args:
+    ``backbone`` is a :class:`~densevision.detection.config.MaskRCNNConfig`, or the backbone name with the
+    other fields of that config as keyword ``options`` (their defaults and meaning are documented there):
+
         backbone: zoo model name (``"swin_tiny_patch4_window7_224"``, ``"hrnet_w18_small"``, ...) or
             ``"timm:<name>"`` for any timm model with ``features_only``.
-        backbone_kwargs: overrides passed to the backbone constructor (e.g. tiny widths in tests).
-        backbone_weights: checkpoint of the backbone (classification checkpoints are converted).
+        backbone_kwargs / backbone_weights: backbone constructor overrides / checkpoint (classification
+            checkpoints are converted; ``trust_checkpoint`` allows one that needs full unpickling).
         freeze_at: freeze the stem (1) and the first ``freeze_at - 1`` stages.
         frozen_bn: replace body BatchNorms by ``FrozenBatchNorm2d``; default: only with ``backbone_weights``.
-        heads: head-size preset, ``"light"`` (CPU-friendly) or ``"torchvision"``; the next eight arguments
-            override single values of it.
+        heads: head-size preset, ``"light"`` (CPU-friendly) or ``"torchvision"``; the eight head sizes
+            (``HEAD_SIZE_KEYS``) override single values of it.
         min_size, max_size: images are resized so the short side is ``min_size`` (a random choice from a
-            sequence while training) and the long side at most ``max_size``; default: the backbone's
+            list while training) and the long side at most ``max_size``; default: the backbone's
             pretraining size and ``min_size · 1333/800``.
         image_mean, image_std: normalisation; default: the backbone's ``pretrained_cfg``.
         anchor_scale: anchor size of a level = ``anchor_scale × stride``, at each of ``aspect_ratios``.
         box_score_thresh, box_nms_thresh, box_detections_per_img: inference post-processing.
+
+    The model's ``config`` is the resolved builder config (presets and defaults filled in, ``num_classes``
+    added, ``backbone_weights`` dropped): ``build_mask_rcnn(**model.config)`` rebuilds the architecture.
     """
-    if heads not in HEAD_PRESETS:
-        raise DenseVisionError(f"unknown heads preset {heads!r}; choose one of {', '.join(HEAD_PRESETS)}")
+    if isinstance(backbone, MaskRCNNConfig):
+        if options:
+            raise DenseVisionError(f"give a MaskRCNNConfig or keyword options, not both ({', '.join(options)})")
+        cfg = backbone
+    else:
+        cfg = from_dict(MaskRCNNConfig, {"backbone": backbone, **options}, "build_mask_rcnn")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise DenseVisionError(f"num_classes must be a positive number of categories, got {num_classes!r}")
-    overrides = {
-        "fpn_channels": fpn_channels,
-        "mask_head_channels": mask_head_channels,
-        "box_head_dim": box_head_dim,
-        "rois_per_image": rois_per_image,
-        "rpn_pre_nms_top_n_train": rpn_pre_nms_top_n_train,
-        "rpn_post_nms_top_n_train": rpn_post_nms_top_n_train,
-        "rpn_pre_nms_top_n_test": rpn_pre_nms_top_n_test,
-        "rpn_post_nms_top_n_test": rpn_post_nms_top_n_test,
-    }
-    sizes = {**HEAD_PRESETS[heads], **{k: v for k, v in overrides.items() if v is not None}}
-    if frozen_bn is None:
-        frozen_bn = backbone_weights is not None
+    sizes = {key: getattr(cfg, key) if getattr(cfg, key) is not None else HEAD_PRESETS[cfg.heads][key]
+             for key in HEAD_SIZE_KEYS}
+    frozen_bn = cfg.backbone_weights is not None if cfg.frozen_bn is None else cfg.frozen_bn
 
     net = build_detection_backbone(
-        backbone,
+        cfg.backbone,
         neck_channels=sizes["fpn_channels"],
-        weights=backbone_weights,
+        weights=cfg.backbone_weights,
         trust_checkpoint=trust_checkpoint,
-        freeze_at=freeze_at,
+        freeze_at=cfg.freeze_at,
         frozen_bn=frozen_bn,
-        body_kwargs=backbone_kwargs,
+        body_kwargs=cfg.backbone_kwargs,
     )
-    min_size, max_size = _image_sizes(net, min_size, max_size)
-    image_mean = [float(v) for v in (image_mean if image_mean is not None else net.image_mean)]
-    image_std = [float(v) for v in (image_std if image_std is not None else net.image_std)]
+    min_size, max_size = _image_sizes(net, cfg.min_size, cfg.max_size)
+    image_mean = [float(v) for v in (cfg.image_mean if cfg.image_mean is not None else net.image_mean)]
+    image_std = [float(v) for v in (cfg.image_std if cfg.image_std is not None else net.image_std)]
 
     model = _assemble(
         net,
@@ -177,30 +158,18 @@ def build_mask_rcnn(
         max_size=max_size,
         image_mean=image_mean,
         image_std=image_std,
-        anchor_scale=anchor_scale,
-        aspect_ratios=tuple(float(a) for a in aspect_ratios),
-        box_score_thresh=box_score_thresh,
-        box_nms_thresh=box_nms_thresh,
-        box_detections_per_img=box_detections_per_img,
+        anchor_scale=cfg.anchor_scale,
+        aspect_ratios=tuple(cfg.aspect_ratios),
+        box_score_thresh=cfg.box_score_thresh,
+        box_nms_thresh=cfg.box_nms_thresh,
+        box_detections_per_img=cfg.box_detections_per_img,
     )
-    model.config = {
-        "backbone": backbone,
-        "num_classes": num_classes,
-        "backbone_kwargs": dict(backbone_kwargs or {}),
-        "freeze_at": freeze_at,
-        "frozen_bn": frozen_bn,
-        "heads": heads,
-        **sizes,
-        "min_size": min_size if isinstance(min_size, int) else list(min_size),
-        "max_size": max_size,
-        "image_mean": image_mean,
-        "image_std": image_std,
-        "anchor_scale": float(anchor_scale),
-        "aspect_ratios": [float(a) for a in aspect_ratios],
-        "box_score_thresh": float(box_score_thresh),
-        "box_nms_thresh": float(box_nms_thresh),
-        "box_detections_per_img": int(box_detections_per_img),
-    }
+    resolved = replace(cfg, backbone_weights=None, frozen_bn=frozen_bn, **sizes, image_mean=image_mean,
+                       image_std=image_std, max_size=max_size,
+                       min_size=min_size if isinstance(min_size, int) else list(min_size))
+    config = to_dict(resolved)
+    del config["backbone_weights"]
+    model.config = {"backbone": cfg.backbone, "num_classes": num_classes, **config}
     return model
 
 

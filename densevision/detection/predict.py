@@ -1,9 +1,10 @@
 """Running a trained Mask R-CNN: checkpoint loading, image lists, batched inference to COCO results, overlays.
 
-A detector checkpoint is a training checkpoint of :mod:`densevision.engine` (``run_dir/last.pt``) or an exported
-file (:func:`export_detector`); both hold the weights under ``"model"`` and, in ``config["detector"]``, the
-builder arguments (``build_mask_rcnn(**model)``) and the data set's categories in label order, so nothing else
-is needed to predict. The same :func:`run_detector` produces the in-training evaluation and ``densevision
+A detector checkpoint is a training checkpoint of :mod:`densevision.engine` (a run directory gives its
+``best.pt``, else ``last.pt``) or an exported file (:func:`export_detector`); both hold the weights under
+``"model"`` and a ``mask_rcnn`` model spec: the builder config (``build_mask_rcnn(**config)``) and the data
+set's categories in label order, so nothing else is needed to predict (checkpoints of earlier versions keep
+them in ``config["detector"]``). The same :func:`run_detector` produces the in-training evaluation and ``densevision
 predict`` output, so both score identically.
 """
 
@@ -31,11 +32,11 @@ from densevision.data.loader import OneLineErrorLoader
 from densevision.data.results import write_results
 from densevision.detection.mask_rcnn import build_mask_rcnn
 from densevision.detection.results import detections_to_coco
+from densevision.engine.checkpoint import MODEL_SPEC, find_checkpoint, model_spec, read_model_spec
+from densevision.engine.device import resolve_device
 from densevision.errors import CheckpointError, DataError, DenseVisionError
 from densevision.io import save_torch, write_json
 from densevision.models.checkpoint import load_state_dict_checked, read_checkpoint
-
-RUN_CHECKPOINT = "last.pt"
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,6 @@ class DetectorInfo:
     @property
     def class_names(self) -> list[str]:
         return [str(c["name"]) for c in self.categories]
-
-    def as_config(self) -> dict[str, Any]:
-        """The ``config["detector"]`` section of a checkpoint (``label_to_cat`` and ``class_names`` are spelled
-        out for readers of ``config.yaml``; ``categories`` is what is read back)."""
-        return {"model": dict(self.model), "categories": [dict(c) for c in self.categories],
-                "label_to_cat": self.label_to_cat, "class_names": self.class_names}
 
 
 def _collate(batch: Sequence[tuple[int, torch.Tensor]]) -> tuple[list[int], list[torch.Tensor]]:
@@ -99,45 +94,35 @@ def run_detector(
     return results
 
 
-def resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
-    """A checkpoint file, or ``RUN_DIR/last.pt`` for a run directory."""
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / RUN_CHECKPOINT
-        if not path.is_file():
-            raise CheckpointError(f"{checkpoint}: run directory holds no {RUN_CHECKPOINT}")
-    return path
-
-
 def load_detector(
     checkpoint: str | os.PathLike, *, device: str | torch.device = "cpu", trust_checkpoint: bool = False
 ) -> tuple[nn.Module, DetectorInfo]:
-    """Rebuild a trained Mask R-CNN from a checkpoint file or run directory; returns ``(model in eval mode,
-    info)``."""
-    path = resolve_checkpoint(checkpoint)
+    """Rebuild a trained Mask R-CNN from a checkpoint file or run directory (:func:`find_checkpoint`);
+    returns ``(model in eval mode, info)``. ``trust_checkpoint`` allows a file that needs full unpickling."""
+    path = find_checkpoint(checkpoint)
     state = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
-    section = state.get("config", {}).get("detector") if isinstance(state.get("config"), Mapping) else None
-    if not isinstance(section, Mapping) or "model" not in section or "categories" not in section:
+    spec = read_model_spec(state, str(path))
+    if spec is None or spec["builder"] != "mask_rcnn" or "categories" not in spec["meta"]:
         raise CheckpointError(
-            f"{path}: not a densevision Mask R-CNN checkpoint (its config has no 'detector' section); "
+            f"{path}: not a densevision Mask R-CNN checkpoint (it has no mask_rcnn model spec); "
             "it may belong to another model"
         )
     if not isinstance(state.get("model"), Mapping):
         raise CheckpointError(f"{path}: checkpoint holds no 'model' weights")
-    info = DetectorInfo(model=dict(section["model"]), categories=[dict(c) for c in section["categories"]])
+    info = DetectorInfo(model=dict(spec["config"]), categories=[dict(c) for c in spec["meta"]["categories"]])
     try:
         model = build_mask_rcnn(**info.model)
-    except TypeError as exc:
+    except (TypeError, DenseVisionError) as exc:
         raise CheckpointError(f"{path}: its detector config does not fit this version of densevision ({exc})") from None
     load_state_dict_checked(model, state["model"], str(path))
-    return model.to(device).eval(), info
+    return model.to(resolve_device(device)).eval(), info
 
 
 def export_detector(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Write a weights-only detector file (no optimizer state) that :func:`load_detector` reads."""
-    path = resolve_checkpoint(checkpoint)
-    model, info = load_detector(path)
-    save_torch(out, {"model": model.state_dict(), "config": {"detector": info.as_config()}})
+    model, info = load_detector(checkpoint)
+    spec = model_spec("mask_rcnn", info.model, {"categories": info.categories})
+    save_torch(out, {"model": model.state_dict(), MODEL_SPEC: spec})
     return Path(out)
 
 
@@ -208,7 +193,7 @@ def predict(
     """Run a trained detector on images and write a COCO results json (RLE masks, the data set's category ids).
 
     Args:
-        checkpoint: a run directory (its ``last.pt``) or a checkpoint file.
+        checkpoint: a run directory (its ``best.pt``, else ``last.pt``) or a checkpoint file.
         images: a folder of images or one image file.
         out: the results json to write.
         ann: a COCO json whose ``images`` list gives the ids and file names (relative to ``images``); without
@@ -225,11 +210,7 @@ def predict(
         ``{"results": path, "images_json": path or None, "num_images": n, "num_detections": n, "overlays": dir,
         "input_size": the short side the network saw}``.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise DenseVisionError(f"device {device} requested but CUDA is not available; use --device cpu")
-    model, info = load_detector(checkpoint, device=device, trust_checkpoint=trust_checkpoint)
+    model, info = load_detector(checkpoint, device=resolve_device(device), trust_checkpoint=trust_checkpoint)
     if score_thr is not None:
         model.roi_heads.score_thresh = float(score_thr)
     if input_size is not None:

@@ -1,80 +1,49 @@
-"""The training engine shared by every trainable model: trainer and hooks, checkpoints, optimizers and LR
-schedules, iteration-indexed data order, distributed helpers, YAML configs and run logging."""
+"""The training engine shared by every trainable model: typed configs, the task contract and its training
+entry, trainer and hooks, checkpoints and model specs, evaluators, optimizers and LR schedules,
+iteration-indexed data order, distributed helpers and run logging.
 
-from densevision.engine.checkpoint import Checkpointer
-from densevision.engine.config import (
-    add_config_argument,
-    load_config,
-    parse_with_config,
-    resolved_config,
-    save_config,
-)
-from densevision.engine.distributed import (
-    DistInfo,
-    all_gather_objects,
-    barrier,
-    broadcast_object,
-    destroy_distributed,
-    gather_results,
-    get_rank,
-    get_world_size,
-    init_distributed,
-    is_distributed,
-    is_main_process,
-    shard_indices,
-    unwrap_model,
-)
-from densevision.engine.logging import TrainingLogger, plot_loss_curve
-from densevision.engine.optim import build_optimizer, build_scheduler, lr_multiplier
-from densevision.engine.rng import derive_seed, get_rng_state, seed_everything, set_rng_state
-from densevision.engine.sampler import IterationBatchSampler, IterationLoader, SeededDataset
-from densevision.engine.trainer import (
-    CheckpointHook,
-    EvalHook,
-    HookBase,
-    LoggingHook,
-    LRSchedulerHook,
-    Trainer,
-    move_to_device,
-)
+Names are imported lazily from their modules, so ``densevision.engine.config`` loads without torch.
+"""
 
-__all__ = [
-    "CheckpointHook",
-    "Checkpointer",
-    "DistInfo",
-    "EvalHook",
-    "HookBase",
-    "IterationBatchSampler",
-    "IterationLoader",
-    "LRSchedulerHook",
-    "LoggingHook",
-    "SeededDataset",
-    "Trainer",
-    "TrainingLogger",
-    "add_config_argument",
-    "all_gather_objects",
-    "barrier",
-    "broadcast_object",
-    "build_optimizer",
-    "build_scheduler",
-    "derive_seed",
-    "destroy_distributed",
-    "gather_results",
-    "get_rank",
-    "get_rng_state",
-    "get_world_size",
-    "init_distributed",
-    "is_distributed",
-    "is_main_process",
-    "load_config",
-    "lr_multiplier",
-    "move_to_device",
-    "parse_with_config",
-    "plot_loss_curve",
-    "resolved_config",
-    "save_config",
-    "seed_everything",
-    "set_rng_state",
-    "shard_indices",
-    "unwrap_model",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "checkpoint": ("Checkpointer", "find_checkpoint", "model_spec", "read_model_spec"),
+    "config": (
+        "TrainConfig", "add_config_flags", "apply_overrides", "config_from_args", "from_dict", "load_config",
+        "save_config", "to_dict",
+    ),
+    "device": ("resolve_device",),
+    "distributed": (
+        "DistInfo", "all_gather_objects", "barrier", "broadcast_object", "destroy_distributed", "gather_results",
+        "get_rank", "get_world_size", "init_distributed", "is_distributed", "is_main_process", "shard_indices",
+        "unwrap_model",
+    ),
+    "evaluator": ("DatasetEvaluator", "inference_on_dataset"),
+    "hooks": ("BestMetricHook", "CheckpointHook", "EvalHook", "HookBase", "LoggingHook", "LRSchedulerHook"),
+    "logging": ("TrainingLogger", "plot_loss_curve"),
+    "optim": ("build_optimizer", "build_scheduler", "lr_multiplier"),
+    "rng": ("derive_seed", "get_rng_state", "seed_everything", "set_rng_state"),
+    "sampler": ("IterationBatchSampler", "IterationLoader", "SeededDataset"),
+    "task": ("Task",),
+    "train": ("train_task",),
+    "trainer": ("Trainer", "move_to_device"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -111,3 +111,54 @@ class Checkpointer:
         for tmp in self.run_dir.glob(".*.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+# ------------------------------------------------------------------------------------------- model spec
+MODEL_SPEC = "model_spec"
+# Checkpoints of earlier versions described their model in a section of their config.
+_LEGACY_SECTIONS = {"detector": "mask_rcnn", "bpr_model": "refine_net"}
+
+
+def model_spec(builder: str, config: dict[str, Any], meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint section a model is rebuilt from: ``{"builder": name, "config": builder config, "meta":
+    {...}}`` (``meta``: e.g. the categories of a detector)."""
+    return {"builder": builder, "config": dict(config), "meta": dict(meta or {})}
+
+
+def read_model_spec(state: dict[str, Any], source: str) -> dict[str, Any] | None:
+    """The model spec of a checkpoint, also of one written before specs existed (``config["detector"]``:
+    ``{"model", "categories"}``; ``config["bpr_model"]``: the network's arguments); None when it has none."""
+    spec = state.get(MODEL_SPEC)
+    if spec is not None:
+        if not isinstance(spec, dict) or not isinstance(spec.get("builder"), str) or not isinstance(
+                spec.get("config"), dict):
+            raise CheckpointError(f"{source}: malformed {MODEL_SPEC} section")
+        return model_spec(spec["builder"], spec["config"], spec.get("meta"))
+    config = state.get("config")
+    if not isinstance(config, dict):
+        return None
+    for key, builder in _LEGACY_SECTIONS.items():
+        section = config.get(key)
+        if not isinstance(section, dict):
+            continue
+        if builder == "mask_rcnn":
+            if "model" not in section or "categories" not in section:
+                return None
+            return model_spec(builder, section["model"], {"categories": section["categories"]})
+        return model_spec(builder, section)
+    return None
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint a path names. A file is itself; a run directory gives its ``best.pt`` (the best
+    evaluation) when there is one, else its ``last.pt`` (runs without validation). The one rule for every
+    command that loads a model."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST, LAST):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: run directory holds no {BEST} or {LAST}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file or run directory not found")
+    return path

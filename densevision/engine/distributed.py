@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from densevision.errors import DenseVisionError
+from densevision.engine.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,8 @@ def init_distributed(device: str | torch.device = "auto", *, timeout_s: float = 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    device = resolve_device(device)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DenseVisionError(f"device {device} requested but CUDA is not available; use --device cpu")
         if world_size > 1 or device.index is None:
             device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
         torch.cuda.set_device(device)

@@ -2,14 +2,8 @@
 
 The loop is short (:meth:`Trainer.train`): for each iteration, hooks' ``before_step``,
 :meth:`Trainer.run_step` (fetch batch, forward under autocast, non-finite check, backward, clip, optimizer
-step), hooks' ``after_step``. Everything else is a hook, run in this order after each step:
-
-1. :class:`LRSchedulerHook`  steps the per-iteration LR schedule;
-2. :class:`EvalHook`         every ``eval_every`` iterations and at the end: ``evaluator(model) -> metrics``;
-3. :class:`LoggingHook`      progress bar, TensorBoard scalars, ``metrics.json``, ``loss_curve.png``;
-4. the caller's ``hooks``;
-5. :class:`CheckpointHook`   every ``checkpoint_every`` iterations and at the end: ``iter_*.pt``, ``last.pt``,
-   and ``best.pt`` when the evaluation just improved ``best_metric``.
+step), hooks' ``after_step``. Everything else is a hook (:mod:`densevision.engine.hooks`): LR schedule,
+evaluation, best-metric tracking, the caller's hooks, logging, checkpoints, in that order.
 
 Model contract: ``loss_fn(model, batch)`` (default ``model(batch)``) returns a dict of scalar losses, like
 torchvision detection models in train mode (or one scalar tensor); the total loss is their sum. For
@@ -52,7 +46,7 @@ import torch
 from torch import nn
 
 from densevision.engine.checkpoint import Checkpointer
-from densevision.engine.config import CONFIG_FILE, plain_value, resolved_config, save_config
+from densevision.engine.config import CONFIG_FILE, plain_value, save_config
 from densevision.engine.distributed import (
     all_reduce_mean,
     broadcast_object,
@@ -60,6 +54,14 @@ from densevision.engine.distributed import (
     get_world_size,
     unwrap_model,
     wrap_model,
+)
+from densevision.engine.hooks import (
+    BestMetricHook,
+    CheckpointHook,
+    EvalHook,
+    HookBase,
+    LoggingHook,
+    LRSchedulerHook,
 )
 from densevision.engine.logging import TrainingLogger
 from densevision.engine.rng import derive_seed, get_rng_state, seed_everything, set_rng_state
@@ -94,99 +96,6 @@ def _batch_iterator(data: Any, start_iter: int) -> Iterator[Any]:
     )
 
 
-class HookBase:
-    """A training hook. ``self.trainer`` is set when the trainer registers it. Hooks with state that must
-    survive a restart return it from ``state_dict`` (tensors and plain Python values only)."""
-
-    trainer: Trainer
-
-    def before_train(self) -> None:
-        """Called once before the first iteration (after a resume)."""
-
-    def after_train(self) -> None:
-        """Called once after the loop, also when it stops with an exception."""
-
-    def before_step(self) -> None:
-        """Called before each iteration; ``trainer.iter`` is the 0-based iteration about to run."""
-
-    def after_step(self) -> None:
-        """Called after each iteration's optimizer step; ``trainer.iter + 1`` iterations are done."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
-
-
-def _every(done: int, period: int, max_iters: int) -> bool:
-    return (period > 0 and done % period == 0) or done == max_iters
-
-
-class LRSchedulerHook(HookBase):
-    """Steps the per-iteration learning-rate scheduler after each optimizer step."""
-
-    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
-        self.scheduler = scheduler
-
-    def after_step(self) -> None:
-        self.scheduler.step()
-
-
-class LoggingHook(HookBase):
-    """Feeds each step's scalars to the trainer's :class:`TrainingLogger`; writes the summary files at every
-    ``summary_every`` iterations and at the end."""
-
-    def __init__(self, summary_every: int) -> None:
-        self.summary_every = summary_every
-
-    def before_train(self) -> None:
-        self.trainer.logger.start(self.trainer.start_iter)
-
-    def after_step(self) -> None:
-        trainer = self.trainer
-        trainer.logger.record(trainer.iter, trainer.step_scalars)
-        if _every(trainer.iter + 1, self.summary_every, trainer.max_iters):
-            trainer.logger.write_summary()
-
-    def after_train(self) -> None:
-        self.trainer.logger.write_summary()
-        self.trainer.logger.close()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.trainer.logger.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.trainer.logger.load_state_dict(state)
-
-
-class EvalHook(HookBase):
-    """Runs :meth:`Trainer.evaluate` every ``every`` iterations and after the last one."""
-
-    def __init__(self, every: int) -> None:
-        self.every = every
-
-    def after_step(self) -> None:
-        if _every(self.trainer.iter + 1, self.every, self.trainer.max_iters):
-            self.trainer.evaluate()
-
-
-class CheckpointHook(HookBase):
-    """Rank 0 saves the training state every ``every`` iterations and after the last one (``iter_*.pt`` and
-    ``last.pt``), and ``best.pt`` whenever this iteration's evaluation improved the best metric."""
-
-    def __init__(self, every: int) -> None:
-        self.every = every
-
-    def after_step(self) -> None:
-        trainer = self.trainer
-        done = trainer.iter + 1
-        periodic = _every(done, self.every, trainer.max_iters)
-        best = trainer.best is not None and trainer.best["iteration"] == done
-        if trainer.is_main and (periodic or best):
-            trainer.checkpointer.save(trainer.state_dict(), done, last=periodic, best=best)
-
-
 class Trainer:
     """Trains ``model`` for ``max_iters`` iterations; see the module docstring for the contracts.
 
@@ -206,7 +115,9 @@ class Trainer:
             eval mode under ``torch.no_grad()``; rank 0's result counts.
         best_metric / best_mode: metric that selects ``best.pt``; whether ``"max"`` or ``"min"`` is better.
         log_every: window (iterations) over which logged scalars are averaged.
-        config: the resolved configuration (dict or argparse Namespace), saved as ``config.yaml`` and in
+        config: the run's configuration (dataclass or dict), saved as ``config.yaml`` and in every
+            checkpoint.
+        model_spec: what rebuilds the model (:func:`densevision.engine.checkpoint.model_spec`), saved in
             every checkpoint.
         seed: base seed for the per-iteration seeding.
         hooks: extra hooks, run after evaluation and before checkpointing.
@@ -236,6 +147,7 @@ class Trainer:
         best_mode: str = "max",
         log_every: int = 20,
         config: Mapping[str, Any] | Any = None,
+        model_spec: Mapping[str, Any] | None = None,
         seed: int = 0,
         hooks: Sequence[HookBase] = (),
         loss_fn: LossFn | None = None,
@@ -249,8 +161,6 @@ class Trainer:
             raise DenseVisionError(f"max_iters must be positive, got {max_iters}")
         if amp not in AMP_MODES:
             raise DenseVisionError(f"unknown AMP mode {amp!r}; choose one of {', '.join(AMP_MODES)}")
-        if best_mode not in ("max", "min"):
-            raise DenseVisionError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
         if best_metric is not None and evaluator is None:
             raise DenseVisionError(f"best_metric {best_metric!r} needs an evaluator")
         if device is not None:
@@ -276,9 +186,8 @@ class Trainer:
         self.max_iters = max_iters
         self.grad_clip = grad_clip
         self.evaluator = evaluator
-        self.best_metric = best_metric
-        self.best_mode = best_mode
-        self.config = resolved_config(config) if config is not None else {}
+        self.config = plain_value(config) if config is not None else {}
+        self.model_spec = plain_value(model_spec) if model_spec is not None else None
         self.seed = seed
         self.resume_requested = resume
 
@@ -291,18 +200,20 @@ class Trainer:
         self.start_iter = 0
         self.step_scalars: dict[str, float] = {}
         self.metrics: dict[str, float] = {}
+        self.metrics_iteration: int | None = None
         self.best: dict[str, Any] | None = None
         self._resumed = False
         self._batches: Iterator[Any] | None = None
 
-        default_hooks: list[HookBase] = []
+        before: list[HookBase] = []
         if scheduler is not None:
-            default_hooks.append(LRSchedulerHook(scheduler))
+            before.append(LRSchedulerHook(scheduler))
         if evaluator is not None:
-            default_hooks.append(EvalHook(eval_every))
-        default_hooks.append(LoggingHook(checkpoint_every))
+            before.append(EvalHook(eval_every))
+        if best_metric is not None:
+            before.append(BestMetricHook(best_metric, best_mode))
         self.hooks: list[HookBase] = []
-        self.register_hooks([*default_hooks, *hooks, CheckpointHook(checkpoint_every)])
+        self.register_hooks([*before, *hooks, LoggingHook(checkpoint_every), CheckpointHook(checkpoint_every)])
 
     def register_hooks(self, hooks: Iterable[HookBase]) -> None:
         """Append ``hooks`` (they run in the order given)."""
@@ -327,6 +238,7 @@ class Trainer:
             "data": {"next_iteration": done, "seed": self.seed, "world_size": self.world_size},
             "rng": get_rng_state(),
             "config": self.config,
+            **({"model_spec": self.model_spec} if self.model_spec is not None else {}),
             "best": self.best,
             "metrics": self.metrics,
             "hooks": {key: h.state_dict() for key, h in zip(self._hook_keys(), self.hooks, strict=True)},
@@ -422,6 +334,10 @@ class Trainer:
         scalars["data_time"] = data_time
         self.step_scalars = scalars
 
+    def put_scalar(self, name: str, value: float) -> None:
+        """Add a scalar to this iteration's logged values (for hooks; call before the logging hook runs)."""
+        self.step_scalars[name] = float(value)
+
     def _reduce_losses(self, losses: Mapping[str, torch.Tensor], total: torch.Tensor) -> dict[str, float]:
         """Loss values averaged over ranks; stops the run (on every rank) when any is NaN or infinite."""
         names = [*losses, "total_loss"]
@@ -438,7 +354,7 @@ class Trainer:
         return values
 
     def evaluate(self) -> dict[str, float]:
-        """Run the evaluator on the unwrapped model in eval mode; update ``metrics`` and ``best``."""
+        """Run the evaluator on the unwrapped model in eval mode; update ``metrics``."""
         done = self.iter + 1
         module = self.module
         was_training = module.training
@@ -450,17 +366,6 @@ class Trainer:
             module.train(was_training)
         metrics = broadcast_object(plain_value(dict(metrics or {})) if self.is_main else None)
         self.metrics = metrics
+        self.metrics_iteration = done
         self.logger.record_metrics(self.iter, metrics)
-        if self.best_metric is not None:
-            if self.best_metric not in metrics:
-                raise DenseVisionError(
-                    f"best_metric {self.best_metric!r} is not among the evaluator's metrics "
-                    f"({', '.join(metrics) or 'none'})"
-                )
-            value = float(metrics[self.best_metric])
-            better = self.best is None or (
-                value > self.best["value"] if self.best_mode == "max" else value < self.best["value"]
-            )
-            if better:
-                self.best = {"metric": self.best_metric, "value": value, "iteration": done}
         return metrics

@@ -1,33 +1,35 @@
 """Boundary patch refinement (BPR): boundary patches of instance masks, the HRNet refinement network, training
-data, training and end-to-end refinement of COCO results."""
+data, training and end-to-end refinement of COCO results.
 
-from densevision.refine.dataset import PatchDataset, build_patch_dataset, match_detections
-from densevision.refine.merge import merge_patches
-from densevision.refine.network import RefineNet, build_refine_net, load_refine_net
-from densevision.refine.patches import (
-    boundary_map,
-    boundary_scores,
-    crop_patches,
-    decode_masks,
-    propose_patches,
-)
-from densevision.refine.pipeline import refine_results
-from densevision.refine.train import patch_miou, train_refiner
+Names are imported lazily, so ``densevision.refine.config`` loads without torch.
+"""
 
-__all__ = [
-    "PatchDataset",
-    "RefineNet",
-    "boundary_map",
-    "boundary_scores",
-    "build_patch_dataset",
-    "build_refine_net",
-    "crop_patches",
-    "decode_masks",
-    "load_refine_net",
-    "match_detections",
-    "merge_patches",
-    "patch_miou",
-    "propose_patches",
-    "refine_results",
-    "train_refiner",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "config": ("RefineNetConfig", "RefineTrainConfig"),
+    "dataset": ("PatchDataset", "build_patch_dataset", "match_detections"),
+    "merge": ("merge_patches",),
+    "network": ("RefineNet", "build_refine_net", "load_refine_net"),
+    "patches": ("boundary_map", "boundary_scores", "crop_patches", "decode_masks", "propose_patches"),
+    "pipeline": ("refine_results",),
+    "train": ("RefineTask", "patch_miou", "train_refiner"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

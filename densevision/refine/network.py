@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from densevision.engine.checkpoint import find_checkpoint, model_spec, read_model_spec
 from densevision.errors import CheckpointError, DenseVisionError
 from densevision.models import create_model
 from densevision.models.checkpoint import (
@@ -31,11 +31,9 @@ from densevision.models.checkpoint import (
     unwrap_state_dict,
 )
 from densevision.models.hrnet import IMAGENET_MEAN, IMAGENET_STD, hrnet_v2_concat
+from densevision.refine.config import DEFAULT_BACKBONE, DEFAULT_INPUT_SIZE
 from densevision.refine.patches import DEFAULT_PATCH_SIZE
 
-DEFAULT_BACKBONE = "hrnet_w18_small_v2"
-DEFAULT_INPUT_SIZE = 128
-ARCH_KEY = "bpr_model"  # where a training checkpoint's config describes the network
 _OFFICIAL_KEYS = {
     "backbone.conv_mask.": "conv_mask.",
     "decode_head.convs.0.conv.": "head.0.",
@@ -157,29 +155,24 @@ def build_refine_net(
     return RefineNet(body, input_size=input_size, patch_size=patch_size, arch=arch)
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A BPR run directory (its ``best.pt``, else ``last.pt``) or a checkpoint file."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path}: run directory holds no best.pt or last.pt")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file or run directory not found")
-    return path
+def refine_net_spec(model: RefineNet) -> dict[str, Any]:
+    """The ``refine_net`` model spec of a network: its :func:`build_refine_net` arguments."""
+    return model_spec("refine_net", model.arch)
 
 
 def load_refine_net(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> RefineNet:
-    """Rebuild a trained network from a ``bpr train`` run directory or checkpoint file.
+    """Rebuild a trained network from a ``bpr train`` run directory (:func:`find_checkpoint`) or a
+    checkpoint file.
 
-    The architecture comes from the checkpoint's saved configuration; files without one (an official BPR
+    The architecture comes from the checkpoint's model spec; files without one (an official BPR
     ``hrnet18s_128`` checkpoint, a bare state dict) get the defaults: HRNetV2-W18-small, input 128, patch 64.
     """
-    file = resolve_checkpoint(path)
+    file = find_checkpoint(path)
     state = read_checkpoint(file, trust_checkpoint=trust_checkpoint)
-    config = state.get("config")
-    arch = dict(config.get(ARCH_KEY) or {}) if isinstance(config, Mapping) else {}
+    spec = read_model_spec(state, str(file)) if isinstance(state, Mapping) else None
+    if spec is not None and spec["builder"] != "refine_net":
+        raise CheckpointError(f"{file}: holds a {spec['builder']} model, not a BPR refinement network")
+    arch = spec["config"] if spec is not None else {}
     try:
         model = build_refine_net(
             arch.get("backbone", DEFAULT_BACKBONE),

@@ -43,7 +43,7 @@ def test_patches_train_refine_evaluate(data, capsys):
     assert "patches of" in capsys.readouterr().out
     assert main(["bpr", "train", "--patches", str(patches), "--out", str(run), *TINY, "--input-size", "32",
                  "--iters", "3", "--batch", "4", "--eval-every", "3", "--checkpoint-every", "3", "--workers", "0",
-                 "--no-tensorboard", "--device", "cpu"]) == 0
+                 "--no-tensorboard", "--device", "cpu", "--no-progress"]) == 0
     assert "3 iterations; miou" in capsys.readouterr().out
     assert (run / "best.pt").is_file() and (run / "config.yaml").is_file()
     assert main(["bpr", "refine", "--ann", str(data["val_json"]), "--images", str(synth / "val"),
@@ -78,6 +78,11 @@ def test_patches_from_a_detector_checkpoint(data, tmp_path, capsys):
     (["patches", "--results", "r.json", "--data", "d", "--ann", "a.json", "--out", "o"], "either --data or"),
     (["patches", "--results", "r.json", "--ann", "a.json", "--out", "o"], "--ann and --images"),
     (["train", "--patches", "{missing}", "--out", "o"], "no index.json"),
+    (["train", "--patches", "{missing}", "--out", "o", "--set", "train.lrr=1"],
+     "--set: unknown key train.lrr (did you mean train.lr?)"),
+    (["train", "--patches", "{missing}", "--out", "o", "--set", "model.input_size=big"],
+     "--set: model.input_size must be int, got 'big'"),
+    (["train", "--patches", "{missing}", "--out", "o", "--device", "tpu"], "unknown device 'tpu'"),
     (["refine", "--ann", "{val_json}", "--images", "x", "--results", "{val_results}", "--checkpoint",
       "{missing}", "--out", "o.json"], "checkpoint file or run directory not found"),
 ])

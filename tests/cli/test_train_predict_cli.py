@@ -11,17 +11,18 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from densevision.cli import main
 from densevision.data.synthetic import generate
 from densevision.detection.predict import export_detector
 
-TINY = json.dumps({
+TINY = [f"--set=model.{key}={value}" for key, value in {
     "fpn_channels": 16, "mask_head_channels": 8, "box_head_dim": 16, "rois_per_image": 16,
     "rpn_pre_nms_top_n_train": 50, "rpn_post_nms_top_n_train": 20, "rpn_pre_nms_top_n_test": 50,
     "rpn_post_nms_top_n_test": 20, "box_detections_per_img": 8, "box_score_thresh": 0.0,
-})
+}.items()]
 BACKBONE = "timm:mobilenetv3_small_050"
 
 
@@ -31,22 +32,39 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     generate(root / "data", train=3, val=2, size=64, seed=1, progress=False)
     config = root / "train.yaml"
-    config.write_text("lr: 0.01\nwarmup-iters: 1\n")
+    config.write_text("train:\n  lr: 0.01\n  warmup_iters: 1\n")
     code = main(["train", "--data", str(root / "data"), "--backbone", BACKBONE, "--out", str(root / "run"),
-                 "--iters", "2", "--batch-size", "2", "--device", "cpu", "--eval-every", "1", "--seed", "3",
-                 "--model-kwargs", TINY, "--config", str(config), "--no-progress"])
+                 "--iters", "2", "--batch-size", "2", "--device", "cpu", "--seed", "3", *TINY,
+                 "--config", str(config), "--no-progress"])
     assert code == 0
     return root
 
 
 def test_run_dir_holds_everything_to_rebuild(trained):
     state = torch.load(trained / "run" / "last.pt", weights_only=True)
-    detector = state["config"]["detector"]
-    assert detector["model"]["backbone"] == BACKBONE
-    assert detector["model"]["num_classes"] == 5
-    assert [c["name"] for c in detector["categories"]] == ["triangle", "square", "star", "ellipse", "ring"]
+    spec = state["model_spec"]
+    assert spec["builder"] == "mask_rcnn" and spec["config"]["backbone"] == BACKBONE
+    assert spec["config"]["num_classes"] == 5
+    assert [c["name"] for c in spec["meta"]["categories"]] == ["triangle", "square", "star", "ellipse", "ring"]
     assert state["config"]["train"]["lr"] == 0.01  # from --config
-    assert (trained / "run" / "config.yaml").read_text().count("detector:") == 1
+    saved = yaml.safe_load((trained / "run" / "config.yaml").read_text())
+    assert saved == state["config"] and set(saved) == {"data", "model", "train"}
+
+
+def test_bad_set_key_or_type_exits_2_naming_the_key(trained, tmp_path, capsys):
+    base = ["train", "--data", str(trained / "data"), "--out", str(tmp_path / "r"), "--device", "cpu"]
+    assert main([*base, "--set", "train.lrr=0.1"]) == 2
+    assert "--set: unknown key train.lrr (did you mean train.lr?)" in _error_line(capsys)
+    assert main([*base, "--set", "train.iters=many"]) == 2
+    assert "--set: train.iters must be int, got 'many'" in _error_line(capsys)
+    (tmp_path / "bad.yaml").write_text("model:\n  heads: huge\n")
+    assert main([*base, "--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "bad.yaml: model.heads must be one of light, torchvision, got 'huge'" in _error_line(capsys)
+    assert main([*base, "--device", "tpu"]) == 2
+    assert "unknown device 'tpu'" in _error_line(capsys)
+    assert main([*base, "--resume"]) == 2
+    assert "nothing to resume" in _error_line(capsys)
+    assert not (tmp_path / "r").exists()
 
 
 def test_predict_scores_exactly_like_the_in_training_evaluation(trained, capsys):
@@ -81,7 +99,7 @@ def test_predict_input_size_feeds_a_larger_image(trained, tmp_path, monkeypatch)
               "--ann", str(data / "annotations" / "instances_val.json"), "--device", "cpu", "--no-progress"]
     assert main([*common, "--out", str(tmp_path / "a.json"), "--input-size", "96"]) == 0
     assert main([*common, "--out", str(tmp_path / "b.json")]) == 0
-    trained_size = torch.load(trained / "run" / "last.pt", weights_only=True)["config"]["detector"]["model"]
+    trained_size = torch.load(trained / "run" / "last.pt", weights_only=True)["model_spec"]["config"]
     assert seen[0][0] == (96,) and seen[1][0][-1] == trained_size["min_size"]
     assert (tmp_path / "a.json").read_text() != (tmp_path / "b.json").read_text()
 
@@ -115,7 +133,7 @@ def test_predict_on_a_folder_without_ann(trained, tmp_path):
 
 def test_exported_weights_predict_the_same(trained, tmp_path):
     path = export_detector(trained / "run", tmp_path / "detector.pt")
-    assert set(torch.load(path, weights_only=True)) == {"model", "config"}
+    assert set(torch.load(path, weights_only=True)) == {"model", "model_spec"}
     data = trained / "data"
     args = ["--images", str(data / "val"), "--ann", str(data / "annotations" / "instances_val.json"),
             "--device", "cpu", "--no-progress"]
@@ -137,7 +155,7 @@ def test_checkpoint_of_another_model_is_refused(trained, tmp_path, capsys):
     assert "not a densevision Mask R-CNN checkpoint" in _error_line(capsys)
 
     state = torch.load(trained / "run" / "last.pt", weights_only=True)
-    state["config"]["detector"]["model"]["fpn_channels"] = 32
+    state["model_spec"]["config"]["fpn_channels"] = 32
     torch.save(state, tmp_path / "mismatch.pt")
     assert main(["predict", "--checkpoint", str(tmp_path / "mismatch.pt"), *common]) == 2
     assert "checkpoint does not match" in _error_line(capsys)
@@ -173,9 +191,9 @@ def test_torchrun_two_processes(trained, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
            "-m", "densevision", "train", "--data", str(trained / "data"), "--backbone", BACKBONE,
            "--out", str(tmp_path / "run"), "--iters", "2", "--batch-size", "1", "--device", "cpu",
-           "--model-kwargs", TINY, "--no-progress"]
+           *TINY, "--no-progress"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    assert state["iteration"] == 2 and state["config"]["train"]["world_size"] == 2
+    assert state["iteration"] == 2 and state["data"]["world_size"] == 2
     assert json.loads((tmp_path / "run" / "eval" / "coco_metrics.json").read_text())["segm"]["AP"] is not None

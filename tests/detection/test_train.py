@@ -13,9 +13,10 @@ from pycocotools import mask as mask_utils
 
 from densevision.data.synthetic import generate
 from densevision.detection import build_mask_rcnn
+from densevision.detection.config import DetectionDataConfig, DetectorTrainConfig, MaskRCNNConfig
 from densevision.detection.predict import load_detector
 from densevision.detection.train import data_layout, drop_degenerate, image_sizes_from_data, train_detector
-from densevision.engine import seed_everything
+from densevision.engine import TrainConfig, seed_everything
 from densevision.errors import DataError, DenseVisionError
 
 # Heads small enough that a CPU iteration takes well under a second.
@@ -42,12 +43,18 @@ def data_dir(tmp_path_factory):
     return root
 
 
-def _train(data_dir, out, backbone="timm:mobilenetv3_small_050", backbone_kwargs=None, freeze_at=0, **kwargs):
-    options = {"iters": 2, "batch_size": 2, "device": "cpu", "progress": False, "warmup_iters": 1, "lr": 0.01,
-               **kwargs}
-    model_kwargs = {**TINY_HEADS, "backbone_kwargs": backbone_kwargs or {}, "freeze_at": freeze_at}
-    return train_detector(**data_layout(data_dir), out_dir=out, backbone=backbone, model_kwargs=model_kwargs,
-                          **options)
+def _config(data: dict, backbone="timm:mobilenetv3_small_050", *, model=None, **train) -> DetectorTrainConfig:
+    options = {"iters": 2, "batch_size": 2, "warmup_iters": 1, "lr": 0.01, **train}
+    paths = DetectionDataConfig(**{k: None if v is None else str(v) for k, v in data.items()})
+    return DetectorTrainConfig(data=paths, model=MaskRCNNConfig(backbone=backbone, **{**TINY_HEADS, **(model or {})}),
+                               train=TrainConfig(**options))
+
+
+def _train(data_dir, out, backbone="timm:mobilenetv3_small_050", backbone_kwargs=None, freeze_at=0, resume=False,
+           **train):
+    config = _config(data_layout(data_dir), backbone, model={"backbone_kwargs": backbone_kwargs or {},
+                                                             "freeze_at": freeze_at}, **train)
+    return train_detector(config, out, device="cpu", resume=resume, progress=False)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -131,9 +138,9 @@ def _write_awkward_set(root):
 def test_awkward_images_train_and_evaluate(tmp_path):
     _write_awkward_set(tmp_path)
     ann, img = tmp_path / "ann.json", tmp_path / "img"
-    summary = train_detector(train_json=ann, train_images=img, val_json=ann, val_images=img, out_dir=tmp_path / "run",
-                             backbone="timm:mobilenetv3_small_050", iters=1, batch_size=4, device="cpu",
-                             progress=False, min_size=48, max_size=96, model_kwargs=dict(TINY_HEADS), amp="auto")
+    data = {"train_json": ann, "train_images": img, "val_json": ann, "val_images": img}
+    config = _config(data, model={"min_size": 48, "max_size": 96}, iters=1, batch_size=4, amp="auto")
+    summary = train_detector(config, tmp_path / "run", device="cpu", progress=False)
     assert np.isfinite(summary["losses"]["total_loss"])
     results = json.loads((tmp_path / "run" / "eval" / "results.json").read_text())
     assert {r["category_id"] for r in results} <= {10, 20}
@@ -164,16 +171,49 @@ def test_data_errors(tmp_path, data_dir):
     empty = dict(data, annotations=[])
     (tmp_path / "empty.json").write_text(json.dumps(empty))
     with pytest.raises(DataError, match="empty.json: the training set has no annotations"):
-        train_detector(train_json=tmp_path / "empty.json", train_images=tmp_path / "img", out_dir=tmp_path / "r",
-                       backbone="timm:mobilenetv3_small_050", iters=1, device="cpu", progress=False)
+        train_detector(_config({"train_json": tmp_path / "empty.json", "train_images": tmp_path / "img"}, iters=1),
+                       tmp_path / "r", device="cpu", progress=False)
     layout = data_layout(data_dir)
     with pytest.raises(DataError, match="categories differ"):
-        train_detector(train_json=layout["train_json"], train_images=layout["train_images"],
-                       val_json=tmp_path / "ann.json", val_images=tmp_path / "img", out_dir=tmp_path / "r",
-                       backbone="timm:mobilenetv3_small_050", iters=1, device="cpu", progress=False)
+        data = {"train_json": layout["train_json"], "train_images": layout["train_images"],
+                "val_json": tmp_path / "ann.json", "val_images": tmp_path / "img"}
+        train_detector(_config(data, iters=1), tmp_path / "r", device="cpu", progress=False)
     with pytest.raises(DataError, match="instances_train.json"):
         data_layout(tmp_path)
-    with pytest.raises(DenseVisionError, match="unknown AMP mode"):
-        _train(data_dir, tmp_path / "r", amp="fp8")
-    assert not (tmp_path / "r").exists()
+    with pytest.raises(DenseVisionError, match="unknown device 'tpu'"):
+        train_detector(_config(layout), tmp_path / "r", device="tpu", progress=False)
+    with pytest.raises(DenseVisionError, match="fp16 mixed precision needs a CUDA device"):
+        _train(data_dir, tmp_path / "r", amp="fp16")
+    with pytest.raises(DenseVisionError, match=r"r: nothing to resume \(no last.pt\)"):
+        _train(data_dir, tmp_path / "r", resume=True)
+    assert not (tmp_path / "r").exists()  # no directory left by a failed start
     shutil.rmtree(tmp_path / "img")
+
+
+def test_resume_with_a_different_recipe_is_refused(data_dir, tmp_path):
+    _train(data_dir, tmp_path / "a", iters=1)
+    with pytest.raises(DenseVisionError, match="differs from the run's saved config in train.iters, train.lr; "):
+        _train(data_dir, tmp_path / "a", iters=2, lr=0.5, resume=True)
+    summary = _train(data_dir, tmp_path / "a", iters=1, log_every=5, workers=1, resume=True)  # same result
+    assert summary["iteration"] == 1
+
+
+def test_step_schedule_drops_the_lr_at_its_milestones(data_dir, tmp_path):
+    _train(data_dir, tmp_path / "run", iters=4, warmup_iters=0, schedule="step", milestones=[2], log_every=1)
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]
+    assert [round(h["lr"], 6) for h in history] == [0.01, 0.01, 0.001, 0.001]
+
+
+def test_rerun_from_the_run_config_gives_identical_first_losses(data_dir, tmp_path):
+    from densevision.cli import main
+
+    assert main(["train", "--data", str(data_dir), "--out", str(tmp_path / "a"), "--backbone",
+                 "timm:mobilenetv3_small_050", "--iters", "2", "--batch-size", "2", "--lr", "0.01",
+                 "--warmup-iters", "1", "--log-every", "1", "--device", "cpu", "--no-progress", "--seed", "4",
+                 *[f"--set=model.{k}={v}" for k, v in TINY_HEADS.items()]]) == 0
+    assert main(["train", "--config", str(tmp_path / "a" / "config.yaml"), "--out", str(tmp_path / "b"),
+                 "--device", "cpu", "--no-progress"]) == 0
+    runs = [json.loads((tmp_path / r / "metrics.json").read_text())["train"] for r in "ab"]
+    first = [[{k: v for k, v in entry.items() if "loss" in k or k == "lr"} for entry in run] for run in runs]
+    assert first[0] == first[1] and len(first[0]) == 2 and "loss_mask" in first[0][0]
+    assert (tmp_path / "a" / "config.yaml").read_text() == (tmp_path / "b" / "config.yaml").read_text()

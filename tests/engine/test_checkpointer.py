@@ -65,3 +65,46 @@ def test_load_errors_name_the_file(tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match="broken.pt"):
         ckpt.load(tmp_path / "broken.pt")
+
+
+def test_find_checkpoint_prefers_best_then_last(tmp_path):
+    from densevision.engine.checkpoint import find_checkpoint
+
+    with pytest.raises(CheckpointError, match="checkpoint file or run directory not found"):
+        find_checkpoint(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="holds no best.pt or last.pt"):
+        find_checkpoint(tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"")
+    assert find_checkpoint(tmp_path) == tmp_path / "last.pt"
+    (tmp_path / "best.pt").write_bytes(b"")
+    assert find_checkpoint(tmp_path) == tmp_path / "best.pt"
+    assert find_checkpoint(tmp_path / "last.pt") == tmp_path / "last.pt"
+
+
+def test_model_specs_of_shipped_weights_and_of_new_checkpoints():
+    from densevision.demo import ASSETS
+    from densevision.engine.checkpoint import model_spec, read_model_spec
+    from densevision.models.checkpoint import read_checkpoint
+
+    detector = read_model_spec(read_checkpoint(ASSETS / "demo_detector.pt"), "det")
+    assert detector["builder"] == "mask_rcnn" and detector["config"]["num_classes"] == 5
+    assert [c["name"] for c in detector["meta"]["categories"]][:2] == ["triangle", "square"]
+    refiner = read_model_spec(read_checkpoint(ASSETS / "demo_refiner.pt"), "ref")
+    assert refiner["builder"] == "refine_net" and refiner["config"]["input_size"] == 64
+    spec = model_spec("refine_net", {"input_size": 32}, {"note": 1})
+    assert read_model_spec({"model": {}, "model_spec": spec, "config": {"bpr_model": {}}}, "x") == spec
+    assert read_model_spec({"model": {}, "config": {}}, "x") is None
+    with pytest.raises(CheckpointError, match="x: malformed model_spec"):
+        read_model_spec({"model_spec": {"builder": 3}}, "x")
+
+
+def test_resolve_device():
+    import torch
+
+    from densevision.engine.device import resolve_device
+    from densevision.errors import DenseVisionError
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DenseVisionError, match="unknown device 'tpu'; use auto, cpu, cuda or cuda:N"):
+        resolve_device("tpu")

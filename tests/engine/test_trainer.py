@@ -242,7 +242,7 @@ def test_hooks_run_in_order_and_keep_their_state_across_resume(tmp_path):
     assert log == [("before_train", 0), *[("after_step", i) for i in range(4)], ("after_train", 3)]
     names = [type(h).__name__ for h in regression_trainer(tmp_path / "x", 4, hooks=[CountingHook([])],
                                                         evaluator=lambda m: {}).hooks]
-    assert names == ["EvalHook", "LoggingHook", "CountingHook", "CheckpointHook"]
+    assert names == ["EvalHook", "CountingHook", "LoggingHook", "CheckpointHook"]
 
     (tmp_path / "last.pt").unlink()
     (tmp_path / "iter_0000002.pt").rename(tmp_path / "last.pt")

@@ -9,7 +9,7 @@ from torch import nn
 
 from densevision.errors import CheckpointError, DenseVisionError
 from densevision.models import create_model
-from densevision.refine.network import RefineNet, build_refine_net, load_refine_net
+from densevision.refine.network import RefineNet, build_refine_net, load_refine_net, refine_net_spec
 
 TINY = {"width": 4, "stage1_blocks": 1, "stage1_planes": 8, "num_modules": (1, 1, 1), "num_blocks": (1, 1, 1),
         "stem_width": 8}
@@ -91,6 +91,18 @@ def test_training_checkpoint_rebuilds_the_network(tiny, tmp_path):
     assert loaded.patch_size == 16 and loaded.input_size == 32 and not loaded.training
     image, mask = _inputs()
     assert torch.equal(loaded.predict(image, mask), tiny.predict(image, mask))
+
+
+def test_model_spec_checkpoint_rebuilds_the_network_and_best_wins(tiny, tmp_path):
+    torch.save({"model": tiny.state_dict(), "model_spec": refine_net_spec(tiny)}, tmp_path / "best.pt")
+    torch.save({"model": {}, "model_spec": refine_net_spec(tiny)}, tmp_path / "last.pt")
+    loaded = load_refine_net(tmp_path)  # a run directory gives its best.pt
+    image, mask = _inputs()
+    assert torch.equal(loaded.predict(image, mask), tiny.predict(image, mask))
+    spec = {"builder": "mask_rcnn", "config": {}, "meta": {}}
+    torch.save({"model": tiny.state_dict(), "model_spec": spec}, tmp_path / "det.pt")
+    with pytest.raises(CheckpointError, match="holds a mask_rcnn model, not a BPR refinement network"):
+        load_refine_net(tmp_path / "det.pt")
 
 
 def test_official_bpr_key_names_are_converted(tiny):

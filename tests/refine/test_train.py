@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from densevision.data.coco import read_json
+from densevision.engine import TrainConfig
 from densevision.errors import DenseVisionError
+from densevision.refine.config import RefineDataConfig, RefineNetConfig, RefineTrainConfig
 from densevision.refine.dataset import PatchDataset, build_patch_dataset
 from densevision.refine.network import build_refine_net, load_refine_net
 from densevision.refine.train import patch_miou, refine_loss, train_refiner
@@ -62,19 +64,32 @@ def test_loss_is_cross_entropy_at_patch_size(patch_dir):
     assert model.conv_mask.weight.grad.abs().sum() > 0
 
 
+def _config(patch_dir, **train) -> RefineTrainConfig:
+    options = {"batch_size": 4, "eval_every": 2, "checkpoint_every": 2, "workers": 0, "tensorboard": False, **train}
+    return RefineTrainConfig(data=RefineDataConfig(patches=str(patch_dir), val_every_instance=4),
+                             model=RefineNetConfig(input_size=32, overrides=dict(TINY)),
+                             train=TrainConfig(**{**RefineTrainConfig().train.__dict__, **options}))
+
+
 def test_short_run_validates_checkpoints_and_resumes(patch_dir, tmp_path):
     run = tmp_path / "run"
-    options = dict(model_args=TINY, input_size=32, batch_size=4, eval_every=2, checkpoint_every=2, num_workers=0,
-                   device="cpu", progress=False, tensorboard=False, val_every_instance=4)
-    first = train_refiner(patch_dir, run, iters=2, **options)
-    assert first["iteration"] == 2 and set(first["metrics"]) == {"miou", "bg_iou", "fg_iou", "coarse_miou"}
+    first = train_refiner(_config(patch_dir, iters=4), run, device="cpu", progress=False)
+    assert first["iteration"] == 4 and set(first["metrics"]) == {"miou", "bg_iou", "fg_iou", "coarse_miou"}
     assert (run / "last.pt").is_file() and (run / "best.pt").is_file() and (run / "metrics.json").is_file()
     with pytest.raises(DenseVisionError, match="already holds a training checkpoint"):
-        train_refiner(patch_dir, run, iters=4, **options)
-    second = train_refiner(patch_dir, run, iters=4, resume=True, **options)
+        train_refiner(_config(patch_dir, iters=4), run, device="cpu", progress=False)
+    straight = torch.load(run / "last.pt", weights_only=True)
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    (resumed_dir / "last.pt").write_bytes((run / "iter_0000002.pt").read_bytes())
+    second = train_refiner(_config(patch_dir, iters=4, workers=1), resumed_dir, device="cpu", resume=True,
+                           progress=False)
     assert second["iteration"] == 4
-    state = torch.load(run / "last.pt", weights_only=True)
-    assert state["config"]["bpr_model"]["overrides"]["width"] == 4 and state["config"]["patches"] == str(patch_dir)
-    model = load_refine_net(run / "last.pt")
+    state = torch.load(resumed_dir / "last.pt", weights_only=True)
+    assert all(torch.equal(state["model"][k], straight["model"][k]) for k in straight["model"])
+    assert state["model_spec"]["builder"] == "refine_net"
+    assert state["model_spec"]["config"]["overrides"]["width"] == 4
+    assert state["config"]["data"]["patches"] == str(patch_dir)
+    model = load_refine_net(resumed_dir / "last.pt")
     assert model.patch_size == 16 and model.input_size == 32
     assert torch.equal(model.conv_mask.weight, state["model"]["conv_mask.weight"])
