@@ -1,7 +1,7 @@
 """The ``densevision`` command line: ``densevision <task> <verb>`` built from the static table ``COMMANDS``.
 
 A verb module adds its flags with ``add_arguments(parser)`` and does the work in ``run(args) -> int``; a group
-module with its own ``register(subparsers)`` (``bpr``, ``demo``) adds its whole subtree. Only the modules of the
+module with its own ``register(subparsers)`` (``bpr``) adds its whole subtree. Only the modules of the
 command being run are imported, and none of them imports torch at import time, so ``--help`` is fast.
 
 Every expected failure (``DenseVisionError``, ``OSError``, malformed JSON or text) is printed as one line naming
@@ -34,7 +34,7 @@ COMMANDS: tuple[Group | Verb | Registered, ...] = (
     Verb("models", "models", "list zoo models with params, GMACs and input size"),
     Verb("bench", "bench", "measure forward throughput (img/s), optionally against timm / upstream formulations"),
     Verb("export-onnx", "export", "export a zoo model to ONNX (checked with ONNX Runtime)"),
-    Registered("demo", "demo", "end-to-end demo: detector + boundary refinement on synthetic data"),
+    Verb("demo", "demo", "end-to-end demo: detector + boundary refinement on synthetic data"),
     Verb("train", TRAIN.module, "alias of `detect train`"),
     Verb("predict", PREDICT.module, "alias of `detect predict`"),
 )

@@ -8,12 +8,16 @@ from typing import Any
 
 import yaml
 
+from densevision.cli._types import (
+    add_device_argument,
+    add_progress_argument,
+    add_trust_argument,
+    positive_int,
+    probability,
+)
 from densevision.engine.config import add_config_flags, config_from_args
 from densevision.errors import DenseVisionError
 from densevision.refine.config import RefineTrainConfig
-
-DEVICE_HELP = "auto (default: cuda if available), cpu, cuda, cuda:N"
-TRUST_HELP = "allow a checkpoint that needs full unpickling (only from a trusted source)"
 
 
 def _model_arg(text: str) -> tuple[str, Any]:
@@ -44,14 +48,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     patches.add_argument("--ann", help="COCO instances json (instead of --data)")
     patches.add_argument("--images", help="image folder of --ann")
     patches.add_argument("--out", required=True, metavar="PATCH_DIR", help="patch folder to create")
-    patches.add_argument("--patch-size", type=int, default=None, help="patch side (default 64)")
-    patches.add_argument("--nms-iou", type=float, default=None, help="proposal NMS IoU (default 0.25)")
-    patches.add_argument("--match-iou", type=float, default=None,
+    patches.add_argument("--patch-size", type=positive_int, default=None, help="patch side (default 64)")
+    patches.add_argument("--nms-iou", type=probability, default=None, help="proposal NMS IoU (default 0.25)")
+    patches.add_argument("--match-iou", type=probability, default=None,
                          help="keep detections with a same-category ground truth above this mask IoU (default 0.5)")
-    patches.add_argument("--shard-size", type=int, default=4096, help="patches per shard file (default 4096)")
-    patches.add_argument("--device", default="auto", help=f"device of the detector: {DEVICE_HELP}")
-    patches.add_argument("--batch-size", "--batch", type=int, default=2, help="detector images per batch (default 2)")
-    patches.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    patches.add_argument("--shard-size", type=positive_int, default=4096,
+                         help="patches per shard file (default 4096)")
+    add_device_argument(patches, "device of the detector: ")
+    patches.add_argument("--batch-size", "--batch", type=positive_int, default=2,
+                         help="detector images per batch (default 2)")
+    add_trust_argument(patches)
+    add_progress_argument(patches)
     patches.set_defaults(func=_patches)
 
     train = sub.add_parser(
@@ -61,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--out", required=True, metavar="BPR_RUN", help="run directory")
     train.add_argument("--resume", action="store_true", help="continue the run in --out with the same recipe")
-    train.add_argument("--device", default="auto", help=DEVICE_HELP)
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_argument(train)
+    add_progress_argument(train)
     train.add_argument("--model-arg", type=_model_arg, action="append", default=[], metavar="KEY=VALUE",
                        help="backbone override, repeatable (e.g. --model-arg width=8); adds to model.overrides")
     add_config_flags(train, RefineTrainConfig, skip=("model.overrides",),
@@ -80,11 +87,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     refine.add_argument("--checkpoint", required=True, metavar="BPR_RUN|FILE",
                         help="`bpr train` run directory (best.pt, else last.pt) or checkpoint file")
     refine.add_argument("--out", required=True, help="refined results json to write")
-    refine.add_argument("--nms-iou", type=float, default=None,
+    refine.add_argument("--nms-iou", type=probability, default=None,
                         help="proposal NMS IoU (default 0.25; BPR uses 0.55 on Cityscapes)")
-    refine.add_argument("--batch-size", "--batch", type=int, default=64, help="patches per network batch (default 64)")
-    refine.add_argument("--device", default="auto", help=DEVICE_HELP)
-    refine.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    refine.add_argument("--batch-size", "--batch", type=positive_int, default=64,
+                        help="patches per network batch (default 64)")
+    add_device_argument(refine)
+    add_trust_argument(refine)
+    add_progress_argument(refine)
     refine.set_defaults(func=_refine)
 
 
@@ -116,14 +125,18 @@ def _detector_results(args: argparse.Namespace, ann: Path, images: Path) -> list
     model, info = load_detector(args.checkpoint, device=args.device, trust_checkpoint=args.trust_checkpoint)
     records, categories = records_from_coco(ann, images)
     check_categories(info, categories, str(ann))
-    return run_detector(model, ImageDataset(records), info.label_to_cat, batch_size=args.batch_size, progress=True)
+    return run_detector(model, ImageDataset(records), info.label_to_cat, batch_size=args.batch_size,
+                        progress=not args.no_progress)
 
 
 def _patches(args: argparse.Namespace) -> int:
     from densevision.data.coco import load_coco
+    from densevision.io import check_outputs
     from densevision.refine.dataset import build_patch_dataset
 
     ann, images = _data_paths(args)
+    check_outputs({"--out": args.out}, {"--ann": ann, "--images": images, "--results": args.results,
+                                        "--checkpoint": args.checkpoint}, folders=("--out",))
     dataset = load_coco(ann)
     results: Any = _detector_results(args, ann, images) if args.checkpoint is not None else args.results
     index = build_patch_dataset(dataset, images, results, args.out, shard_size=args.shard_size,
@@ -148,17 +161,19 @@ def _train(args: argparse.Namespace) -> int:
 def _refine(args: argparse.Namespace) -> int:
     from densevision.data.coco import read_json
     from densevision.engine.device import resolve_device
-    from densevision.io import write_json
+    from densevision.io import check_outputs, write_json
     from densevision.refine.network import load_refine_net
     from densevision.refine.pipeline import check_images, refine_results
 
+    check_outputs({"--out": args.out}, {"--ann": args.ann, "--images": args.images, "--results": args.results,
+                                        "--checkpoint": args.checkpoint})
     data = read_json(args.ann)
     images = data.get("images") if isinstance(data, dict) else None
     check_images(images, args.ann)
     device = resolve_device(args.device)
     model = load_refine_net(args.checkpoint, trust_checkpoint=args.trust_checkpoint)
     refined = refine_results(images, args.images, args.results, model, batch_size=args.batch_size, device=device,
-                             **_given(nms_iou=args.nms_iou))
+                             progress=not args.no_progress, source=args.ann, **_given(nms_iou=args.nms_iou))
     write_json(args.out, refined, indent=None)
     print(f"{args.out}: {len(refined)} refined instances")
     return 0

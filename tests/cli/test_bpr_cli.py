@@ -82,7 +82,7 @@ def test_patches_from_a_detector_checkpoint(data, tmp_path, capsys):
      "--set: unknown key train.lrr (did you mean train.lr?)"),
     (["train", "--patches", "{missing}", "--out", "o", "--set", "model.input_size=big"],
      "--set: model.input_size must be int, got 'big'"),
-    (["train", "--patches", "{missing}", "--out", "o", "--device", "tpu"], "unknown device 'tpu'"),
+    (["train", "--patches", "{missing}", "--out", "o", "--device", "tpu"], "expected auto, cpu, cuda or cuda:N, got 'tpu'"),
     (["refine", "--ann", "{val_json}", "--images", "x", "--results", "{val_results}", "--checkpoint",
       "{missing}", "--out", "o.json"], "checkpoint file or run directory not found"),
 ])
@@ -91,4 +91,4 @@ def test_errors_are_one_line(data, tmp_path, capsys, args, message):
               "val_results": str(data["val_results"])}
     assert main(["bpr", *(a.format(**values) for a in args)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("densevision bpr: error:") and message in err and "\n" not in err
+    assert err.startswith("densevision bpr") and ": error: " in err and message in err and "\n" not in err

@@ -77,7 +77,7 @@ CASES = [
                                  "--score-thr", "nan"], "argument --score-thr: expected a finite number"),
     ("bench --batch-size 0", ["bench", "vit_tiny_patch16_224", "--batch-size", "0"],
      "argument --batch-size/--batch: expected a positive integer"),
-    ("demo --device tpu", ["demo", "--device", "tpu", "--out", "{dir}/demo"], "--device tpu: expected auto, cpu"),
+    ("demo --device tpu", ["demo", "--device", "tpu", "--out", "{dir}/demo"], "argument --device: expected auto"),
 ]
 
 
@@ -169,6 +169,13 @@ GUARD = [
     (["data", "synth", "--out", "{text}", "--train", "1", "--val", "0", "--size", "64"], "text"),
     (["bench", "vit_tiny_patch16_224", "--out", "{images}"], "images"),
     (["demo", "--out", "{text}", "--device", "cpu"], "text"),
+    (["bpr", "refine", "--ann", "{gt}", "--images", "{images}", "--results", "{results}", "--checkpoint", "{text}",
+      "--out", "{results}"], "results"),
+    (["bpr", "refine", "--ann", "{gt}", "--images", "{images}", "--results", "{results}", "--checkpoint", "{text}",
+      "--out", "{gt}"], "gt"),
+    (["bpr", "patches", "--results", "{results}", "--ann", "{gt}", "--images", "{images}", "--out", "{gt}"], "gt"),
+    (["bpr", "patches", "--results", "{results}", "--ann", "{gt}", "--images", "{images}", "--out", "{images}"],
+     "images"),
 ]
 
 

@@ -61,7 +61,7 @@ def test_bad_set_key_or_type_exits_2_naming_the_key(trained, tmp_path, capsys):
     assert main([*base, "--config", str(tmp_path / "bad.yaml")]) == 2
     assert "bad.yaml: model.heads must be one of light, torchvision, got 'huge'" in _error_line(capsys)
     assert main([*base, "--device", "tpu"]) == 2
-    assert "unknown device 'tpu'" in _error_line(capsys)
+    assert "expected auto, cpu, cuda or cuda:N, got 'tpu'" in _error_line(capsys)
     assert main([*base, "--resume"]) == 2
     assert "nothing to resume" in _error_line(capsys)
     assert not (tmp_path / "r").exists()

@@ -136,7 +136,7 @@ def test_deeply_nested_json_is_one_line(tmp_path, capsys):
     with pytest.raises(DataError, match=rf"^{deep}: not valid JSON \(nested too deeply\)$"):
         read_json(deep)
     assert main(["data", "check", str(deep)]) == 2
-    assert _one_line_error(capsys, "data") == f"{deep}: not valid JSON (nested too deeply)"
+    assert _one_line_error(capsys, "data check") == f"{deep}: not valid JSON (nested too deeply)"
     good = _write(tmp_path / "gt.json", {"images": [], "annotations": [], "categories": []})
     assert main(["eval", "--gt", str(good), "--results", str(deep)]) == 2
     assert _one_line_error(capsys, "eval") == f"{deep}: not valid JSON (nested too deeply)"
