@@ -82,7 +82,8 @@ def test_patches_from_a_detector_checkpoint(data, tmp_path, capsys):
      "--set: unknown key train.lrr (did you mean train.lr?)"),
     (["train", "--patches", "{missing}", "--out", "o", "--set", "model.input_size=big"],
      "--set: model.input_size must be int, got 'big'"),
-    (["train", "--patches", "{missing}", "--out", "o", "--device", "tpu"], "expected auto, cpu, cuda or cuda:N, got 'tpu'"),
+    (["train", "--patches", "{missing}", "--out", "o", "--device", "tpu"],
+     "expected auto, cpu, cuda or cuda:N, got 'tpu'"),
     (["refine", "--ann", "{val_json}", "--images", "x", "--results", "{val_results}", "--checkpoint",
       "{missing}", "--out", "o.json"], "checkpoint file or run directory not found"),
 ])
