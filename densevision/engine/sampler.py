@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from densevision.data.loader import OneLineErrorLoader
 from densevision.engine.distributed import get_rank, get_world_size
 from densevision.engine.rng import derive_seed, seed_everything
 from densevision.errors import DenseVisionError
@@ -99,8 +100,8 @@ class SeededDataset(Dataset):
 
 class IterationLoader:
     """Batch provider for :class:`densevision.engine.Trainer`: ``iter_from(i)`` yields the batches of
-    iterations ``i, i + 1, ...`` through a :class:`~torch.utils.data.DataLoader` (worker processes, pinned
-    memory).
+    iterations ``i, i + 1, ...`` through a :class:`~densevision.data.loader.OneLineErrorLoader` (worker
+    processes, pinned memory; a sample's ``DenseVisionError`` is raised with its one-line message).
 
     ``rank``/``world_size`` default to the current process group; ``batch_size`` is per process.
     """
@@ -137,7 +138,7 @@ class IterationLoader:
 
     def iter_from(self, start_iter: int) -> Iterator[Any]:
         """Batches of iterations ``start_iter, start_iter + 1, ...``; endless."""
-        loader = DataLoader(
+        loader = OneLineErrorLoader(
             SeededDataset(self.dataset),
             batch_sampler=self.sampler(start_iter),
             collate_fn=self.collate_fn,

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
 from densevision.engine import IterationBatchSampler, IterationLoader
+from densevision.errors import DataError
 
 
 def test_batches_are_a_pure_function_of_seed_and_iteration():
@@ -51,3 +53,21 @@ def test_loader_resumes_mid_stream_and_ignores_worker_count():
     workers = IterationLoader(RandomView(), 2, seed=4, num_workers=2)
     for a, b in zip(head, itertools.islice(workers.iter_from(0), 6), strict=True):
         assert torch.equal(a, b)
+
+
+class _BadSample(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if index == 2:
+            raise DataError("ann.json: image id 7: image file x.png not found")
+        return torch.tensor(index)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_sample_error_in_a_worker_keeps_its_one_line_message(workers):
+    batches = IterationLoader(_BadSample(), 4, seed=0, num_workers=workers).iter_from(0)
+    with pytest.raises(DataError) as info:
+        next(batches)
+    assert str(info.value) == "ann.json: image id 7: image file x.png not found"
