@@ -63,7 +63,6 @@ def _add_verb(sub: argparse._SubParsersAction, verb: Verb, path: str, full: bool
 def _add_registered(sub: argparse._SubParsersAction, entry: Registered, full: bool) -> None:
     if full:
         _module(entry.module).register(sub)
-        sub.choices[entry.name].set_defaults(command_name=entry.name)
     else:
         sub.add_parser(entry.name, help=entry.help)
 
@@ -166,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = build_parser(argv).parse_args(argv)
         except SystemExit as exc:  # --help, --version, a refused flag
             return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        name = f"densevision {args.command_name}"
+        name = f"densevision {getattr(args, 'command_name', args.command)}"
         _check_device(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

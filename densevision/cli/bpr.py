@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="detector images per batch (default 2)")
     add_trust_argument(patches)
     add_progress_argument(patches)
-    patches.set_defaults(func=_patches)
+    patches.set_defaults(func=_patches, command_name="bpr patches")
 
     train = sub.add_parser(
         "train", help="train the refinement network on a patch folder",
@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="backbone override, repeatable (e.g. --model-arg width=8); adds to model.overrides")
     add_config_flags(train, RefineTrainConfig, skip=("model.overrides",),
                      aliases={"train.batch_size": ["--batch"], "train.workers": ["--num-workers"]})
-    train.set_defaults(func=_train)
+    train.set_defaults(func=_train, command_name="bpr train")
 
     refine = sub.add_parser(
         "refine", help="refine the masks of a COCO results file",
@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_argument(refine)
     add_trust_argument(refine)
     add_progress_argument(refine)
-    refine.set_defaults(func=_refine)
+    refine.set_defaults(func=_refine, command_name="bpr refine")
 
 
 def _data_paths(args: argparse.Namespace) -> tuple[Path, Path]:

@@ -92,4 +92,4 @@ def test_errors_are_one_line(data, tmp_path, capsys, args, message):
               "val_results": str(data["val_results"])}
     assert main(["bpr", *(a.format(**values) for a in args)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("densevision bpr") and ": error: " in err and message in err and "\n" not in err
+    assert err.startswith(f"densevision bpr {args[0]}: error: ") and message in err and "\n" not in err
