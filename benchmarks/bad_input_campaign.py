@@ -3,7 +3,8 @@
 Every case runs ``python -m densevision ...`` of the source tree given with ``--tree`` (so an older checkout can
 be measured the same way) in a scratch folder of small synthetic inputs, and is judged:
 
-- OK:   refused with exit status 2, one line on stderr, no traceback, and every input byte-identical;
+- OK:   refused with exit status 2, one line on stderr (``data check``: its report of problems on stdout), no
+        traceback, and every input byte-identical;
 - weak: no traceback and no input changed, but accepted silently (exit 0) or refused in more than one line /
         with another status;
 - fail: a traceback, a crash, or an input file changed.
@@ -203,14 +204,15 @@ def judge(tree: Path, work: Path, case: Case) -> tuple[str, str]:
     after = _digest(work)
     changed = [name for name, digest in before.items() if after.get(name) != digest]
     err = proc.stderr.strip()
+    report = proc.stdout.strip() if case.argv[:2] == ["data", "check"] else ""
     created = [p for p in case.must_not_exist if Path(p).exists()]
     line = err.splitlines()[0] if err else "(no message)"
     if "Traceback" in err or proc.returncode < 0 or changed:
         last = err.splitlines()[-1] if err else "(no message)"
         what = f"changed {changed}; " if changed else ""
         return "fail", f"exit {proc.returncode}; {what}{last}"
-    if proc.returncode == 2 and len(err.splitlines()) == 1 and not created:
-        return "OK", line
+    if proc.returncode == 2 and not created and (len(err.splitlines()) == 1 or (not err and report)):
+        return "OK", line if err else report.splitlines()[0]
     reason = "accepted" if proc.returncode == 0 else f"exit {proc.returncode}, {len(err.splitlines())} lines"
     if created:
         reason += f", left {created}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -28,7 +29,9 @@ def read_checkpoint(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (the file is empty)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
+        with warnings.catch_warnings():  # the refusal below says what matters; torch's pickle-protocol notes don't
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except pickle.UnpicklingError as exc:
         if not trust_checkpoint and _is_torch_file(path) and "Unsupported global" in str(exc):
             raise UntrustedCheckpointError(str(path), _unpickler_reason(exc)) from None
