@@ -12,8 +12,11 @@ Refinement must not make a detector's output worse, so:
   refiner's decision only where the patches' averaged probability is more than ``margin`` away from 0.5.
 
 :func:`patch_outside_fraction` measures the other candidate of the tuning benchmark (dropping patches that lie
-mostly outside their instance's box); ``benchmarks/bpr_refine_rule.py`` compares the rules and chose the defaults
-below on a tuning split disjoint from the demo's validation split.
+mostly outside their instance's box). ``benchmarks/bpr_refine_rule.py`` compared the rules on a tuning split
+disjoint from the demo's validation split (seed 1, 100 images, the demo's detector at 224²) and chose the
+defaults below: boxes kept, instances of at least 48² coarse pixels refined, margin 0.1. They gave the highest
+segm AP + Boundary AP (+1.66, +3.17) among the rules that lowered none of bbox AP, segm AP, AP50, APs and
+Boundary AP; refining every instance lowered segm AP50 by 2.68 and APs by 1.53 there.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from densevision.refine.merge import merge_patches
 
 BOX_MODES = ("keep", "from-mask")
 DEFAULT_BOX_MODE = "keep"
-DEFAULT_MIN_AREA = 0
-DEFAULT_MARGIN = 0.0
+DEFAULT_MIN_AREA = 48 * 48
+DEFAULT_MARGIN = 0.1
 
 
 def select_instances(coarse_areas: torch.Tensor, min_area: float) -> torch.Tensor:
