@@ -225,17 +225,15 @@ def main() -> None:
     args = parser.parse_args()
     tree = Path(args.tree).resolve()
     with tempfile.TemporaryDirectory(prefix="densevision_campaign_") as tmp:
-        work = Path(tmp)
+        work, pristine = Path(tmp) / "work", Path(tmp) / "pristine"
         files = make_inputs(work)
+        shutil.copytree(work, pristine, symlinks=True)
         verdicts = Counter()
         for case in cases(files):
+            shutil.rmtree(work)
+            shutil.copytree(pristine, work, symlinks=True)  # every case starts from the same inputs
             verdict, detail = judge(tree, work, case)
             verdicts[verdict] += 1
-            for leftover in map(Path, case.must_not_exist):
-                if leftover.is_dir():
-                    shutil.rmtree(leftover)
-                else:
-                    leftover.unlink(missing_ok=True)
             print(f"{verdict:4s}  {case.name:38s}  {detail[:150]}", flush=True)
     print(f"\n{tree}: {verdicts['OK']} OK, {verdicts['weak']} weak, {verdicts['fail']} fail "
           f"of {sum(verdicts.values())} cases")

@@ -17,7 +17,7 @@ from densevision.cli._types import (
 )
 from densevision.engine.config import add_config_flags, config_from_args
 from densevision.errors import DenseVisionError
-from densevision.refine.config import RefineTrainConfig
+from densevision.refine.config import RefineRuleConfig, RefineTrainConfig
 
 
 def _model_arg(text: str) -> tuple[str, Any]:
@@ -79,7 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     refine = sub.add_parser(
         "refine", help="refine the masks of a COCO results file",
         description="Refine every instance mask of a COCO results file (polygon or RLE) with a trained BPR "
-                    "network; scores and categories are kept, boxes recomputed from the refined masks.",
+                    "network. The detector's boxes, scores and categories are kept (--boxes from-mask recomputes "
+                    "boxes), instances smaller than --min-area pixels keep their coarse mask, and pixels where "
+                    "the refiner is unsure (within --margin of 0.5) keep their coarse value; these defaults were "
+                    "chosen on a tuning split (benchmarks/bpr_refine_rule.py).",
     )
     refine.add_argument("--ann", required=True, help="COCO json with an 'images' list (annotations unused)")
     refine.add_argument("--images", required=True, help="image folder the file names are relative to")
@@ -94,6 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_argument(refine)
     add_trust_argument(refine)
     add_progress_argument(refine)
+    add_config_flags(refine, RefineRuleConfig)
     refine.set_defaults(func=_refine, command_name="bpr refine")
 
 
@@ -173,7 +177,8 @@ def _refine(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_refine_net(args.checkpoint, trust_checkpoint=args.trust_checkpoint)
     refined = refine_results(images, args.images, args.results, model, batch_size=args.batch_size, device=device,
-                             progress=not args.no_progress, source=args.ann, **_given(nms_iou=args.nms_iou))
+                             rule=config_from_args(args, RefineRuleConfig), progress=not args.no_progress,
+                             source=args.ann, **_given(nms_iou=args.nms_iou))
     write_json(args.out, refined, indent=None)
     print(f"{args.out}: {len(refined)} refined instances")
     return 0

@@ -39,9 +39,11 @@ def check_result(
     images: Mapping[int, Mapping[str, Any]],
     category_ids: Collection[int] | None,
     keys: Sequence[str],
+    optional: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A validated copy of one result: ``image_id``, ``category_id``, ``score`` and the geometry ``keys``
-    (``bbox`` as 4 floats, ``segmentation`` as compressed RLE); ``DataError`` prefixed with ``where``.
+    (``bbox`` as 4 floats, ``segmentation`` as compressed RLE), plus those of the geometry keys ``optional``
+    that the result has; ``DataError`` prefixed with ``where``.
 
     ``images`` maps ids to entries with ``height`` and ``width``; ``category_ids=None`` accepts any integer.
     """
@@ -58,12 +60,12 @@ def check_result(
         raise DataError(f"{where}: category_id {category_id} is not a category of the ground truth")
     out = {"image_id": image_id, "category_id": category_id, "score": _score(result["score"], where)}
     h, w = images[image_id]["height"], images[image_id]["width"]
-    if "bbox" in keys:
+    if "bbox" in keys or ("bbox" in optional and "bbox" in result):
         problem = bbox_problem(result["bbox"], h, w, allow_empty=True)
         if problem:
             raise DataError(f"{where}: {problem}")
         out["bbox"] = [float(v) for v in result["bbox"]]
-    if "segmentation" in keys:
+    if "segmentation" in keys or ("segmentation" in optional and "segmentation" in result):
         seg = result["segmentation"]
         problem = None if seg == [] else segmentation_problem(seg, h, w)
         if problem:
@@ -77,20 +79,22 @@ def load_results(
     images: Mapping[int, Mapping[str, Any]],
     category_ids: Collection[int] | None = None,
     keys: Sequence[str] = RESULT_KEYS,
+    optional: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Validated copies of COCO results (a json path or a list), segmentations as compressed RLE.
 
     Each result needs the ``image_id`` of one of ``images`` (``{id: {"height", "width", ...}}``, already
     validated), a ``category_id`` of ``category_ids`` (any integer when None), a finite ``score`` and the
-    geometry ``keys`` (``bbox`` and/or ``segmentation``); anything else raises a one-line ``DataError`` naming
-    the file and the result's index.
+    geometry ``keys`` (``bbox`` and/or ``segmentation``; ``optional`` ones are checked and kept where present);
+    anything else raises a one-line ``DataError`` naming the file and the result's index.
     """
     source = str(results) if isinstance(results, (str, os.PathLike)) else "results"
     if isinstance(results, (str, os.PathLike)):
         results = read_json(results)
     if not isinstance(results, list):
         raise DataError(f"{source}: expected a list of result objects, got {type(results).__name__}")
-    return [check_result(r, f"{source}: result {i}", images, category_ids, keys) for i, r in enumerate(results)]
+    return [check_result(r, f"{source}: result {i}", images, category_ids, keys, optional)
+            for i, r in enumerate(results)]
 
 
 def write_results(path: str | os.PathLike, results: Sequence[Mapping[str, Any]]) -> None:

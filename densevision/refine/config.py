@@ -8,7 +8,7 @@ Torch-free at import: the command line builds its flags from these classes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from densevision.engine.config import TrainConfig
 
@@ -35,6 +35,19 @@ class RefineDataConfig:
     val_patches: str | None = field(default=None, metadata={
         "help": "validation patch folder (default: hold out one instance in val_every_instance of --patches)"})
     val_every_instance: int = 20
+
+
+@dataclass
+class RefineRuleConfig:
+    """What ``bpr refine`` changes of a detector's output, chosen on a tuning split disjoint from the demo's
+    validation split (``benchmarks/bpr_refine_rule.py``; :mod:`densevision.refine.selection` explains each)."""
+
+    boxes: Literal["keep", "from-mask"] = field(default="keep", metadata={
+        "help": "keep the detector's boxes and scores, or recompute boxes from the refined masks"})
+    min_area: int = field(default=48 * 48, metadata={
+        "help": "instances whose coarse mask covers fewer pixels keep it (0 refines all)"})
+    margin: float = field(default=0.1, metadata={
+        "help": "a pixel keeps its coarse value where the refiner's averaged probability is within this of 0.5"})
 
 
 def _bpr_schedule() -> TrainConfig:

@@ -23,6 +23,7 @@ from torchvision.ops import batched_nms
 
 from densevision.data.images import ImageRecord, load_image
 from densevision.data.masks import decode_masks
+from densevision.refine.selection import select_instances, select_patches
 
 DEFAULT_PATCH_SIZE = 64
 DEFAULT_NMS_IOU = 0.25
@@ -196,12 +197,14 @@ def patch_chunks(
     patch_size: int = DEFAULT_PATCH_SIZE,
     nms_iou: float = DEFAULT_NMS_IOU,
     chunk: int = 16,
+    min_area: int = 0,
     device: torch.device | str = "cpu",
     timer: Callable[[str], contextlib.AbstractContextManager] | None = None,
 ) -> Iterator[PatchChunk]:
     """The one loop from images to boundary patches: per ``(image record, keys, compressed RLEs)`` item, read
     the image (size checked, errors naming json and image id), then per ``chunk`` instances decode the masks,
-    propose patches and crop image and mask patches, all on ``device``.
+    propose patches and crop image and mask patches, all on ``device``. Instances whose mask covers fewer than
+    ``min_area`` pixels get no patches (:func:`~densevision.refine.selection.select_instances`).
 
     ``timer(stage)``, if given, is entered around the ``"read"`` and ``"extract"`` work.
     """
@@ -214,6 +217,9 @@ def patch_chunks(
             with stage("extract"):
                 masks = decode_masks(rles[start:start + chunk], h, w).to(device)
                 boxes, instance = propose_patches(masks, patch_size=patch_size, nms_iou=nms_iou)
+                if min_area > 0:
+                    refine = select_instances(masks.sum((1, 2)), min_area)
+                    boxes, instance = select_patches(boxes, instance, refine)
                 images = crop_patches(image, boxes, torch.zeros_like(instance), patch_size)
                 coarse = crop_patches(masks, boxes, instance, patch_size)
             yield PatchChunk(record.image_id, list(keys[start:start + chunk]), masks, boxes, instance, images, coarse)

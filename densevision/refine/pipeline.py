@@ -25,9 +25,10 @@ from densevision.data.images import ImageRecord, record_from_entry
 from densevision.data.masks import encode_masks, rle_boxes
 from densevision.data.results import load_results
 from densevision.errors import DataError, DenseVisionError
-from densevision.refine.merge import merge_patches
+from densevision.refine.config import RefineRuleConfig
 from densevision.refine.network import RefineNet
 from densevision.refine.patches import DEFAULT_NMS_IOU, patch_chunks
+from densevision.refine.selection import check_rule, keep_detection_boxes, merge_with_margin
 
 STAGES = ("read", "extract", "network", "merge")
 
@@ -86,8 +87,8 @@ def check_results(
     results: Sequence[dict] | str | os.PathLike, images: Sequence[dict]
 ) -> list[dict[str, Any]]:
     """Validated results (image ids of ``images``, integer categories, finite scores, segmentations that fit
-    their image), masks as compressed RLE."""
-    return load_results(results, {img["id"]: img for img in images}, None, ("segmentation",))
+    their image, boxes where given), masks as compressed RLE."""
+    return load_results(results, {img["id"]: img for img in images}, None, ("segmentation",), ("bbox",))
 
 
 def _chunks(
@@ -97,6 +98,7 @@ def _chunks(
     patch_size: int,
     nms_iou: float,
     chunk: int,
+    min_area: int,
     device: torch.device,
     timer: _Timer,
 ) -> Iterator[_Chunk]:
@@ -105,7 +107,8 @@ def _chunks(
         by_image[r["image_id"]].append(position)
     items = ((records[image_id], positions, [results[p]["segmentation"] for p in positions])
              for image_id, positions in by_image.items())
-    for c in patch_chunks(items, patch_size=patch_size, nms_iou=nms_iou, chunk=chunk, device=device, timer=timer):
+    for c in patch_chunks(items, patch_size=patch_size, nms_iou=nms_iou, chunk=chunk, min_area=min_area,
+                          device=device, timer=timer):
         probs = torch.empty((len(c.boxes), patch_size, patch_size), device=device)
         yield _Chunk(c.keys, [results[p] for p in c.keys], c.masks, c.boxes, c.instance, c.images, c.coarse, probs)
 
@@ -153,6 +156,7 @@ def refine_results(
     model: RefineNet,
     *,
     nms_iou: float = DEFAULT_NMS_IOU,
+    rule: RefineRuleConfig | None = None,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     chunk: int = 16,
@@ -170,6 +174,8 @@ def refine_results(
         model: a :class:`RefineNet` (e.g. :func:`densevision.refine.network.load_refine_net`); its
             ``patch_size`` is used. It is moved to ``device`` and put in eval mode.
         nms_iou: patch proposal NMS threshold (0.25 for COCO-like data, 0.55 in BPR's Cityscapes setting).
+        rule: what is refined and kept (default :class:`~densevision.refine.config.RefineRuleConfig`: the
+            detector's boxes and scores kept, instances under 48² coarse pixels left alone, margin 0.1).
         batch_size: patches per network batch (bounds the device memory).
         device: where proposals, the network and the merge run.
         chunk: detections decoded and merged together.
@@ -179,8 +185,11 @@ def refine_results(
 
     Returns:
         The refined results in input order: ``image_id``, ``category_id`` and ``score`` kept, ``segmentation``
-        as compressed RLE, ``bbox`` (XYWH) recomputed from the refined mask.
+        as compressed RLE, ``bbox`` (XYWH) the detection's own (the coarse mask's box where it has none), or
+        recomputed from the refined mask with ``rule.boxes == "from-mask"``.
     """
+    rule = rule or RefineRuleConfig()
+    check_rule(rule)
     if batch_size < 1 or chunk < 1:
         raise DenseVisionError(f"batch size and chunk must be positive, got {batch_size} and {chunk}")
     if not 0.0 <= nms_iou <= 1.0:
@@ -192,16 +201,19 @@ def refine_results(
     model = model.to(device).eval()
     timer = _Timer(stats, device)
     refined: list[dict[str, Any] | None] = [None] * len(checked)
-    chunks = _chunks(records, checked, patch_size=model.patch_size, nms_iou=nms_iou,
-                     chunk=chunk, device=device, timer=timer)
+    chunks = _chunks(records, checked, patch_size=model.patch_size, nms_iou=nms_iou, chunk=chunk,
+                     min_area=rule.min_area, device=device, timer=timer)
     with tqdm(total=len(checked), desc="bpr refine", unit="inst", disable=not progress) as bar:
         for c in _batched(chunks, model, batch_size, timer):
             with timer("merge"):
-                masks = merge_patches(c.masks, c.probs, c.boxes, c.instance)
+                masks = merge_with_margin(c.masks, c.probs, c.boxes, c.instance, rule.margin)
                 rles = encode_masks(masks)
-                boxes = rle_boxes(rles)
-            for position, r, rle, box in zip(c.positions, c.results, rles, boxes, strict=True):
-                refined[position] = {"image_id": r["image_id"], "category_id": r["category_id"],
-                                     "score": r["score"], "segmentation": rle, "bbox": box}
+                entries = [{"image_id": r["image_id"], "category_id": r["category_id"], "score": r["score"],
+                            "segmentation": rle, "bbox": box}
+                           for r, rle, box in zip(c.results, rles, rle_boxes(rles), strict=True)]
+                if rule.boxes == "keep":
+                    entries = keep_detection_boxes(c.results, entries)
+            for position, entry in zip(c.positions, entries, strict=True):
+                refined[position] = entry
             bar.update(len(c.positions))
     return refined

@@ -14,7 +14,8 @@ Refinement must not make a detector's output worse, so:
 :func:`patch_outside_fraction` measures the other candidate of the tuning benchmark (dropping patches that lie
 mostly outside their instance's box). ``benchmarks/bpr_refine_rule.py`` compared the rules on a tuning split
 disjoint from the demo's validation split (seed 1, 100 images, the demo's detector at 224²) and chose the
-defaults below: boxes kept, instances of at least 48² coarse pixels refined, margin 0.1. They gave the highest
+defaults of :class:`~densevision.refine.config.RefineRuleConfig`: boxes kept, instances of at least 48² coarse
+pixels refined, margin 0.1. They gave the highest
 segm AP + Boundary AP (+1.66, +3.17) among the rules that lowered none of bbox AP, segm AP, AP50, APs and
 Boundary AP; refining every instance lowered segm AP50 by 2.68 and APs by 1.53 there.
 """
@@ -28,12 +29,18 @@ import torch
 from pycocotools import mask as mask_utils
 
 from densevision.errors import DenseVisionError
+from densevision.refine.config import RefineRuleConfig
 from densevision.refine.merge import merge_patches
 
-BOX_MODES = ("keep", "from-mask")
-DEFAULT_BOX_MODE = "keep"
-DEFAULT_MIN_AREA = 48 * 48
-DEFAULT_MARGIN = 0.1
+
+def check_rule(rule: RefineRuleConfig) -> None:
+    """Refuse a rule with an unknown box mode, a negative minimum area or a margin outside [0, 0.5]."""
+    if rule.boxes not in ("keep", "from-mask"):
+        raise DenseVisionError(f"box mode must be keep or from-mask, got {rule.boxes!r}")
+    if rule.min_area < 0:
+        raise DenseVisionError(f"minimum refined area must be >= 0 pixels, got {rule.min_area}")
+    if not 0.0 <= rule.margin <= 0.5:
+        raise DenseVisionError(f"refinement margin must be in [0, 0.5], got {rule.margin}")
 
 
 def select_instances(coarse_areas: torch.Tensor, min_area: float) -> torch.Tensor:

@@ -12,9 +12,12 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from densevision.data.coco import annotation_to_mask, read_json
-from densevision.errors import DataError
+from densevision.errors import DataError, DenseVisionError
+from densevision.refine.config import RefineRuleConfig
 from densevision.refine.patches import propose_patches
 from densevision.refine.pipeline import STAGES, refine_results
+
+PLAIN = RefineRuleConfig(boxes="from-mask", min_area=0, margin=0.0)  # every instance, plain merge, boxes of masks
 
 
 def identity(image, mask):
@@ -48,7 +51,8 @@ def test_identity_network_keeps_masks_scores_and_categories(synth, stub_net):
     data = read_json(synth["val"])
     coarse = json.loads((synth["root"] / "coarse_val.json").read_text())
     coarse[0]["segmentation"] = [[10, 10, 40, 12, 30, 40]]  # polygons are accepted too
-    out = refine_results(data["images"], synth["root"] / "val", coarse, stub_net(identity), progress=False)
+    out = refine_results(data["images"], synth["root"] / "val", coarse, stub_net(identity), rule=PLAIN,
+                         progress=False)
     assert len(out) == len(coarse)
     for r, c in zip(out, coarse, strict=True):
         assert (r["image_id"], r["category_id"], r["score"]) == (c["image_id"], c["category_id"], c["score"])
@@ -61,7 +65,7 @@ def test_identity_network_keeps_masks_scores_and_categories(synth, stub_net):
 def test_refined_mask_follows_the_network_inside_patches(square_scene, stub_net):
     root, info, result, truth = square_scene
     stub = stub_net(bright, patch_size=32)
-    out = refine_results([info], root, [result], stub, nms_iou=0.25, progress=False)
+    out = refine_results([info], root, [result], stub, nms_iou=0.25, rule=PLAIN, progress=False)
     refined = mask_utils.decode(out[0]["segmentation"]).astype(bool)
     assert np.array_equal(refined, truth)
     assert out[0]["bbox"] == [30.0, 20.0, 24.0, 20.0]  # recomputed from the refined mask
@@ -89,11 +93,11 @@ def test_batch_size_and_chunking_do_not_change_the_result(synth, stub_net):
     data = read_json(synth["train"])
     coarse = json.loads((synth["root"] / "coarse_train.json").read_text())
     reference = refine_results(data["images"], synth["root"] / "train", coarse, stub_net(mixed), batch_size=1,
-                               chunk=1, progress=False)
+                               chunk=1, rule=PLAIN, progress=False)
     for batch_size, chunk in ((7, 2), (64, 16)):
         stub = stub_net(mixed)
         out = refine_results(data["images"], synth["root"] / "train", coarse, stub, batch_size=batch_size,
-                             chunk=chunk, progress=False)
+                             chunk=chunk, rule=PLAIN, progress=False)
         assert out == reference
         assert all(n == batch_size for n in stub.calls[:-1]) and 0 < stub.calls[-1] <= batch_size
 
@@ -113,7 +117,7 @@ def test_image_smaller_than_a_patch(tiny_coco, stub_net, rle_of):
     results = [{"image_id": 11, "category_id": 7, "score": 0.9, "segmentation": rle_of(mask)},
                {"image_id": 12, "category_id": 0, "score": 0.3, "segmentation": rle_of(mask[:, ::-1])}]
     stub = stub_net(lambda image, m: torch.ones_like(m), patch_size=64)
-    out = refine_results(data["images"], root, results, stub, progress=False)
+    out = refine_results(data["images"], root, results, stub, rule=PLAIN, progress=False)
     for r in out:
         assert r["segmentation"]["size"] == [40, 60]
         assert mask_utils.decode(r["segmentation"]).all()  # the one patch covers the whole image
@@ -126,10 +130,47 @@ def test_instance_smaller_than_a_patch(square_scene, stub_net, rle_of):
     tiny[30:32, 40:42] = True
     result = {**result, "segmentation": rle_of(tiny)}
     stub = stub_net(bright, patch_size=32)
-    out = refine_results([info], root, [result], stub, progress=False)
+    out = refine_results([info], root, [result], stub, rule=PLAIN, progress=False)
     refined = mask_utils.decode(out[0]["segmentation"]).astype(bool)
     assert stub.calls == [1]
     assert refined[30:32, 40:42].all() and refined.sum() > 4  # the patch saw part of the white rectangle
+
+
+def test_boxes_and_scores_are_the_detectors_by_default(square_scene, stub_net):
+    root, info, result, truth = square_scene
+    rule = RefineRuleConfig(min_area=0)  # the 20×24 square is below the default minimum
+    out = refine_results([info], root, [result], stub_net(bright, patch_size=32), rule=rule, progress=False)
+    assert np.array_equal(mask_utils.decode(out[0]["segmentation"]).astype(bool), truth)
+    assert (out[0]["bbox"], out[0]["score"]) == ([0.0, 0.0, 1.0, 1.0], 0.7)
+
+
+def test_by_default_instances_under_the_minimum_area_keep_their_mask_unseen(square_scene, stub_net, rle_of):
+    root, info, result, _ = square_scene
+    small = np.zeros((64, 80), bool)
+    small[20:30, 30:40] = True  # 100 px < 48²
+    stub = stub_net(bright, patch_size=32)
+    out = refine_results([info], root, [{**result, "segmentation": rle_of(small)}], stub, progress=False)
+    assert stub.calls == []
+    assert np.array_equal(mask_utils.decode(out[0]["segmentation"]).astype(bool), small)
+
+
+def test_pixels_within_the_margin_keep_their_coarse_value(square_scene, stub_net):
+    root, info, result, _ = square_scene
+    coarse = mask_utils.decode(result["segmentation"]).astype(bool)
+    unsure = stub_net(lambda image, mask: torch.full(mask.shape, 0.55), patch_size=32)
+    kept = refine_results([info], root, [result], unsure, rule=RefineRuleConfig(min_area=0), progress=False)
+    assert np.array_equal(mask_utils.decode(kept[0]["segmentation"]).astype(bool), coarse)
+    taken = refine_results([info], root, [result], unsure, rule=RefineRuleConfig(min_area=0, margin=0.0),
+                           progress=False)
+    assert mask_utils.decode(taken[0]["segmentation"]).sum() > coarse.sum()  # 0.55 > 0.5: covered pixels join
+
+
+@pytest.mark.parametrize("rule", [RefineRuleConfig(boxes="mask"), RefineRuleConfig(min_area=-1),
+                                  RefineRuleConfig(margin=0.7)])
+def test_a_bad_rule_is_refused(square_scene, stub_net, rule):
+    root, info, result, _ = square_scene
+    with pytest.raises(DenseVisionError):
+        refine_results([info], root, [result], stub_net(identity), rule=rule, progress=False)
 
 
 @pytest.mark.parametrize("change,message", [
