@@ -1,5 +1,5 @@
-"""``densevision detect train`` (alias ``train``): train Mask R-CNN or Cascade Mask R-CNN on COCO-format data (also under
-``torchrun -m densevision detect train``). Its flags are generated from
+"""``densevision detect train`` (alias ``train``): train Mask R-CNN or Cascade Mask R-CNN on COCO-format data
+(also under ``torchrun -m densevision detect train``). Its flags are generated from
 :class:`densevision.detection.config.DetectorTrainConfig`."""
 
 from __future__ import annotations

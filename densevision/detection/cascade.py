@@ -252,8 +252,8 @@ class CascadeRoIHeads(nn.Module):
         logits = self._mask_logits(head, features, pos_rois, image_shapes)
         if sum(len(p) for p in positive) == 0:
             return logits.sum() * 0
-        return maskrcnn_loss(logits, pos_rois, [t["masks"] for t in targets], [lab[p] for lab, p in zip(
-            labels, positive, strict=True)], [m[p] for m, p in zip(matched, positive, strict=True)])
+        return maskrcnn_loss(logits, pos_rois, [t["masks"] for t in targets], [t["labels"] for t in targets],
+                             [m[p] for m, p in zip(matched, positive, strict=True)])
 
     def _mask_logits(
         self, head: int, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
