@@ -22,6 +22,7 @@ _EXPORTS = {
     "cascade": ("CascadeRoIHeads", "build_cascade_roi_heads"),
     "config": ("DetectorTrainConfig", "MaskRCNNConfig"),
     "mask_rcnn": ("HEAD_PRESETS", "DenseMaskRCNN", "build_mask_rcnn"),
+    "mmdet_weights": ("convert_mmdet_state_dict", "load_mmdet_weights"),
     "predict": ("DetectorInfo", "ImageDataset", "ImageRecord", "export_detector", "load_detector", "predict",
                 "run_detector"),
     "results": ("detections_to_coco", "write_results"),

@@ -274,7 +274,8 @@ class CascadeRoIHeads(nn.Module):
             if stage < self.num_stages - 1:
                 rois = self.refine(stage, deltas, class_logits, rois, image_shapes)
         scores = average_scores(stage_logits, self.score_average)
-        boxes = self.box_coders[-1].decode_single(deltas, torch.cat(rois)).reshape(len(scores), -1, 4)
+        boxes = self.box_coders[-1].decode_single(deltas, torch.cat(rois))
+        boxes = boxes.reshape(len(scores), deltas.shape[1] // 4, 4)
         sizes = [len(r) for r in rois]
         detections = [self.postprocess(b, s, shape) for b, s, shape in zip(
             boxes.split(sizes), scores.split(sizes), image_shapes, strict=True)]
@@ -316,7 +317,7 @@ def _select(deltas: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if deltas.shape[1] == 4:
         return deltas
     rows = torch.arange(len(deltas), device=deltas.device)
-    return deltas.reshape(len(deltas), -1, 4)[rows, labels]
+    return deltas.reshape(len(deltas), deltas.shape[1] // 4, 4)[rows, labels]
 
 
 

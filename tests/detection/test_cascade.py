@@ -162,6 +162,18 @@ def test_four_conv_head_and_class_specific_giou_loss():
     assert loss_cls.item() == pytest.approx(math.log(3))
 
 
+@pytest.mark.parametrize("class_agnostic", [True, False])
+def test_images_without_proposals(class_agnostic):
+    heads = _heads(class_agnostic=class_agnostic).eval()
+    with torch.no_grad():
+        out = heads(_features(), [torch.zeros(0, 4), torch.tensor([[5.0, 5.0, 40.0, 30.0]])], [(64, 64)] * 2)[0]
+    assert out[0]["boxes"].shape == (0, 4) and out[0]["masks"].shape == (0, 1, 28, 28)
+    assert len(out[1]["boxes"]) == len(out[1]["masks"])
+    with torch.no_grad():
+        none = heads(_features(), [torch.zeros(0, 4)] * 2, [(64, 64)] * 2)[0]
+    assert [len(d["boxes"]) for d in none] == [0, 0]
+
+
 def test_builder_wires_the_cascade(model):
     heads = model.roi_heads
     assert isinstance(heads, CascadeRoIHeads)
