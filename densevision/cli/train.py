@@ -1,5 +1,5 @@
-"""``densevision detect train`` (alias ``train``): train Mask R-CNN on COCO-format data (also under
-``torchrun -m densevision detect train``). Its flags are generated from
+"""``densevision detect train`` (alias ``train``): train Mask R-CNN or Cascade Mask R-CNN on COCO-format data
+(also under ``torchrun -m densevision detect train``). Its flags are generated from
 :class:`densevision.detection.config.DetectorTrainConfig`."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import argparse
 from densevision.cli._types import add_device_argument, add_progress_argument
 
 DESCRIPTION = (
-    "Train Mask R-CNN on COCO-format data with periodic COCO evaluation (bbox, segm, boundary AP). Every "
+    "Train Mask R-CNN (or Cascade Mask R-CNN: --detector cascade_mask_rcnn) on COCO-format data with periodic "
+    "COCO evaluation (bbox, segm, boundary AP). Every "
     "configuration value has a flag, can come from --config FILE.yaml (e.g. a run's config.yaml) and can be "
     "overridden with --set key.path=value. The run directory gets config.yaml, checkpoints (last.pt, best.pt), "
     "metrics.json, loss_curve.png and eval/; `densevision detect predict --checkpoint RUN_DIR` needs nothing else."

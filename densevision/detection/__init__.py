@@ -1,9 +1,10 @@
-"""Instance segmentation: Mask R-CNN over zoo / timm backbones, training, prediction, COCO results.
+"""Instance segmentation: Mask R-CNN and Cascade Mask R-CNN over zoo / timm backbones, training, prediction, COCO
+results.
 
 Library entry points (the CLI's ``detect train`` / ``predict`` are thin wrappers around them):
 
 - ``build_mask_rcnn(backbone | MaskRCNNConfig, num_classes, **options)`` -> torchvision ``MaskRCNN`` with
-  ``.config``;
+  ``.config`` (``detector="cascade_mask_rcnn"``: with ``CascadeRoIHeads``);
 - ``train_detector(DetectorTrainConfig, out_dir)``;
 - ``load_detector(checkpoint) -> (model, info)``, ``run_detector(model, ImageDataset, label_to_cat)``,
   ``predict(checkpoint, images, out, ann=, viz_dir=)``, ``export_detector(checkpoint, out)``;
@@ -18,8 +19,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "cascade": ("CascadeRoIHeads", "build_cascade_roi_heads"),
     "config": ("DetectorTrainConfig", "MaskRCNNConfig"),
     "mask_rcnn": ("HEAD_PRESETS", "DenseMaskRCNN", "build_mask_rcnn"),
+    "mmdet_weights": ("convert_mmdet_state_dict", "load_mmdet_weights"),
     "predict": ("DetectorInfo", "ImageDataset", "ImageRecord", "export_detector", "load_detector", "predict",
                 "run_detector"),
     "results": ("detections_to_coco", "write_results"),

@@ -1,4 +1,5 @@
-"""Typed configurations of Mask R-CNN and of its training recipe; every default of the detector lives here.
+"""Typed configurations of Mask R-CNN / Cascade Mask R-CNN and of their training recipe; every default of the
+detector lives here.
 
 Torch-free at import: the command line builds its flags from these classes.
 """
@@ -19,8 +20,14 @@ HEAD_SIZE_KEYS = (
 
 @dataclass
 class MaskRCNNConfig:
-    """What :func:`densevision.detection.build_mask_rcnn` builds (besides the number of classes)."""
+    """What :func:`densevision.detection.build_mask_rcnn` builds (besides the number of classes).
 
+    ``detector`` picks Mask R-CNN or Cascade Mask R-CNN (:mod:`densevision.detection.cascade`); the
+    ``cascade_*`` fields only matter for the cascade, ``box_head`` for both.
+    """
+
+    detector: Literal["mask_rcnn", "cascade_mask_rcnn"] = field(default="mask_rcnn", metadata={
+        "help": "mask_rcnn, or cascade_mask_rcnn (three box stages at IoU 0.5/0.6/0.7)"})
     backbone: str = field(default="hrnet_w18_small", metadata={"help": "zoo model name or timm:<name>"})
     backbone_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "backbone constructor overrides, e.g. '{drop_path_rate: 0.1}'"})
@@ -46,6 +53,23 @@ class MaskRCNNConfig:
     image_std: list[float] | None = None
     anchor_scale: float = field(default=8.0, metadata={"help": "anchor size = anchor_scale x stride"})
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    box_head: Literal["2fc", "4conv1fc"] = field(default="2fc", metadata={
+        "help": "box head: two FC layers, or four 3x3 convs with BatchNorm and one FC (Swin's cascade configs)"})
+    cascade_iou_thresholds: list[float] = field(default_factory=lambda: [0.5, 0.6, 0.7], metadata={
+        "help": "foreground IoU of each cascade stage (their number is the number of stages)"})
+    cascade_stage_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25], metadata={
+        "help": "loss weight of each cascade stage"})
+    cascade_box_stds: list[list[float]] = field(default_factory=lambda: [
+        [0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067]], metadata={
+        "help": "box-delta standard deviations of each cascade stage"})
+    cascade_class_agnostic: bool = field(default=True, metadata={
+        "help": "one box regression for all classes (false: one per class, as Swin's 4conv1fc GIoU configs)"})
+    cascade_box_loss: Literal["smooth_l1", "giou"] = field(default="smooth_l1", metadata={
+        "help": "cascade box loss: smooth L1 on deltas or GIoU (weight 10) on decoded boxes"})
+    cascade_mask_heads: Literal["per_stage", "final"] = field(default="per_stage", metadata={
+        "help": "one mask head per stage, averaged at test (mmdetection), or one on the final boxes (detectron2)"})
+    cascade_score_average: Literal["logits", "probabilities"] = field(default="logits", metadata={
+        "help": "average the stages' logits (mmdetection) or their softmax probabilities (detectron2)"})
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
     box_detections_per_img: int = 100

@@ -1,11 +1,13 @@
-"""Mask R-CNN over any zoo or timm backbone, assembled from torchvision's detection parts.
+"""Mask R-CNN and Cascade Mask R-CNN over any zoo or timm backbone, assembled from torchvision's detection parts.
 
 ``build_mask_rcnn("hrnet_w18_small", 5)`` wires: body -> FPN (HRNetV2p for HRNet) -> RPN
 (``AnchorGenerator`` with one anchor size per level, ``anchor_scale × stride``) -> ``RoIHeads``
 (``MultiScaleRoIAlign``, two-layer box MLP, four-conv mask head). Normalisation comes from the body's
 ``pretrained_cfg``, the padding multiple from its largest stride, anchor sizes from its strides; only the head
 sizes are choices (``heads="light"`` or ``"torchvision"`` presets, each value overridable); the builder's
-options and their defaults are :class:`~densevision.detection.config.MaskRCNNConfig`.
+options and their defaults are :class:`~densevision.detection.config.MaskRCNNConfig`. With
+``detector="cascade_mask_rcnn"`` the same body, neck and RPN feed
+:class:`~densevision.detection.cascade.CascadeRoIHeads` instead of ``RoIHeads``.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import MultiScaleRoIAlign
 
 from densevision.detection.backbone import DetectionBackbone, build_detection_backbone
+from densevision.detection.cascade import build_cascade_roi_heads
 from densevision.detection.config import HEAD_SIZE_KEYS, MaskRCNNConfig
+from densevision.detection.heads import BOX_POOL, MASK_POOL, build_box_head, build_mask_branch
 from densevision.engine.config import from_dict, to_dict
 from densevision.errors import DenseVisionError
 
@@ -77,7 +81,8 @@ class SizeSafeTransform(GeneralizedRCNNTransform):
 
 
 class DenseMaskRCNN(MaskRCNN):
-    """torchvision ``MaskRCNN`` that remembers how it was built.
+    """torchvision ``MaskRCNN`` (or the cascade: its ``roi_heads`` a ``CascadeRoIHeads``) that remembers how it
+    was built.
 
     ``config`` is a JSON-serialisable dict such that ``build_mask_rcnn(**config)`` rebuilds the same
     architecture (weights excluded); checkpoints store it so prediction needs nothing else.
@@ -102,7 +107,8 @@ def build_mask_rcnn(
     trust_checkpoint: bool = False,
     **options: Any,
 ) -> DenseMaskRCNN:
-    """Build a Mask R-CNN for ``num_classes`` object categories (labels ``1..num_classes``; 0 is background).
+    """Build a Mask R-CNN or Cascade Mask R-CNN (``detector``) for ``num_classes`` object categories (labels
+    ``1..num_classes``; 0 is background).
 
     ``backbone`` is a :class:`~densevision.detection.config.MaskRCNNConfig`, or the backbone name with the
     other fields of that config as keyword ``options`` (their defaults and meaning are documented there):
@@ -120,6 +126,9 @@ def build_mask_rcnn(
             pretraining size and ``min_size · 1333/800``.
         image_mean, image_std: normalisation; default: the backbone's ``pretrained_cfg``.
         anchor_scale: anchor size of a level = ``anchor_scale × stride``, at each of ``aspect_ratios``.
+        box_head: ``"2fc"`` or ``"4conv1fc"`` (:func:`~densevision.detection.heads.build_box_head`).
+        detector: ``"mask_rcnn"`` or ``"cascade_mask_rcnn"``; the ``cascade_*`` options set the stages' IoUs,
+            loss weights, coder stds, class-agnostic regression, box loss, mask-head style and score averaging.
         box_score_thresh, box_nms_thresh, box_detections_per_img: inference post-processing.
 
     The model's ``config`` is the resolved builder config (presets and defaults filled in, ``num_classes``
@@ -133,6 +142,7 @@ def build_mask_rcnn(
         cfg = from_dict(MaskRCNNConfig, {"backbone": backbone, **options}, "build_mask_rcnn")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise DenseVisionError(f"num_classes must be a positive number of categories, got {num_classes!r}")
+    _check_cascade(cfg)
     sizes = {key: getattr(cfg, key) if getattr(cfg, key) is not None else HEAD_PRESETS[cfg.heads][key]
              for key in HEAD_SIZE_KEYS}
     frozen_bn = cfg.backbone_weights is not None if cfg.frozen_bn is None else cfg.frozen_bn
@@ -154,15 +164,11 @@ def build_mask_rcnn(
         net,
         num_classes,
         sizes,
+        cfg,
         min_size=min_size,
         max_size=max_size,
         image_mean=image_mean,
         image_std=image_std,
-        anchor_scale=cfg.anchor_scale,
-        aspect_ratios=tuple(cfg.aspect_ratios),
-        box_score_thresh=cfg.box_score_thresh,
-        box_nms_thresh=cfg.box_nms_thresh,
-        box_detections_per_img=cfg.box_detections_per_img,
     )
     resolved = replace(cfg, backbone_weights=None, frozen_bn=frozen_bn, **sizes, image_mean=image_mean,
                        image_std=image_std, max_size=max_size,
@@ -171,6 +177,16 @@ def build_mask_rcnn(
     del config["backbone_weights"]
     model.config = {"backbone": cfg.backbone, "num_classes": num_classes, **config}
     return model
+
+
+def _check_cascade(cfg: MaskRCNNConfig) -> None:
+    stages = len(cfg.cascade_iou_thresholds)
+    if stages < 1 or len(cfg.cascade_stage_weights) != stages or len(cfg.cascade_box_stds) != stages:
+        raise DenseVisionError(
+            f"cascade_iou_thresholds ({stages}), cascade_stage_weights ({len(cfg.cascade_stage_weights)}) and "
+            f"cascade_box_stds ({len(cfg.cascade_box_stds)}) need one entry per stage")
+    if any(len(stds) != 4 or min(stds) <= 0 for stds in cfg.cascade_box_stds):
+        raise DenseVisionError(f"cascade_box_stds: each stage needs 4 positive values, got {cfg.cascade_box_stds}")
 
 
 def _image_sizes(
@@ -189,18 +205,20 @@ def _image_sizes(
 
 
 def _assemble(
-    net: DetectionBackbone, num_classes: int, sizes: Mapping[str, int], *, anchor_scale: float,
-    aspect_ratios: tuple[float, ...], min_size: int | tuple[int, ...], **kwargs: Any,
+    net: DetectionBackbone, num_classes: int, sizes: Mapping[str, int], cfg: MaskRCNNConfig, *,
+    min_size: int | tuple[int, ...], **kwargs: Any,
 ) -> DenseMaskRCNN:
     c = net.out_channels
     anchors = AnchorGenerator(
-        sizes=tuple((anchor_scale * s,) for s in net.strides),
-        aspect_ratios=(aspect_ratios,) * len(net.strides),
+        sizes=tuple((cfg.anchor_scale * s,) for s in net.strides),
+        aspect_ratios=(tuple(cfg.aspect_ratios),) * len(net.strides),
     )
     names = net.featmap_names(4)
-    box_pool = MultiScaleRoIAlign(featmap_names=names, output_size=7, sampling_ratio=2)
-    mask_pool = MultiScaleRoIAlign(featmap_names=names, output_size=14, sampling_ratio=2)
     mc, dim = sizes["mask_head_channels"], sizes["box_head_dim"]
+    cascade = cfg.detector == "cascade_mask_rcnn"
+    # The cascade replaces the RoI heads after construction; torchvision's constructor still needs its own.
+    mask_head, mask_predictor = build_mask_branch(in_channels=c, channels=1 if cascade else mc,
+                                                  num_classes=num_classes)
     model = DenseMaskRCNN(
         net,
         num_classes=None,
@@ -210,15 +228,38 @@ def _assemble(
         rpn_post_nms_top_n_train=sizes["rpn_post_nms_top_n_train"],
         rpn_pre_nms_top_n_test=sizes["rpn_pre_nms_top_n_test"],
         rpn_post_nms_top_n_test=sizes["rpn_post_nms_top_n_test"],
-        box_roi_pool=box_pool,
-        box_head=TwoMLPHead(c * 7 * 7, dim),
-        box_predictor=FastRCNNPredictor(dim, num_classes + 1),
+        box_roi_pool=MultiScaleRoIAlign(featmap_names=names, output_size=BOX_POOL, sampling_ratio=2),
+        box_head=nn.Identity() if cascade else build_box_head(cfg.box_head, in_channels=c, dim=dim),
+        box_predictor=nn.Identity() if cascade else FastRCNNPredictor(dim, num_classes + 1),
         box_batch_size_per_image=sizes["rois_per_image"],
-        mask_roi_pool=mask_pool,
-        mask_head=MaskRCNNHeads(c, [mc] * 4, 1),
-        mask_predictor=MaskRCNNPredictor(mc, mc, num_classes + 1),
+        mask_roi_pool=MultiScaleRoIAlign(featmap_names=names, output_size=MASK_POOL, sampling_ratio=2),
+        mask_head=mask_head,
+        mask_predictor=mask_predictor,
+        box_score_thresh=cfg.box_score_thresh,
+        box_nms_thresh=cfg.box_nms_thresh,
+        box_detections_per_img=cfg.box_detections_per_img,
         **kwargs,
     )
+    if cascade:
+        model.roi_heads = build_cascade_roi_heads(
+            featmap_names=names,
+            in_channels=c,
+            num_classes=num_classes,
+            box_head=cfg.box_head,
+            box_head_dim=dim,
+            mask_head_channels=mc,
+            mask_heads=cfg.cascade_mask_heads,
+            class_agnostic=cfg.cascade_class_agnostic,
+            iou_thresholds=cfg.cascade_iou_thresholds,
+            stage_loss_weights=cfg.cascade_stage_weights,
+            box_coder_stds=cfg.cascade_box_stds,
+            box_loss=cfg.cascade_box_loss,
+            score_average=cfg.cascade_score_average,
+            batch_size_per_image=sizes["rois_per_image"],
+            score_thresh=cfg.box_score_thresh,
+            nms_thresh=cfg.box_nms_thresh,
+            detections_per_img=cfg.box_detections_per_img,
+        )
     t = model.transform
     model.transform = SizeSafeTransform(t.min_size, t.max_size, t.image_mean, t.image_std,
                                         size_divisible=net.size_divisible)
