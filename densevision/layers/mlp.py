@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from timm.layers import register_notrace_module
 import torch.nn.functional as F
 from torch import nn
 
@@ -60,6 +61,7 @@ def mlp_forward(
     return out.view(*x.shape[:-1], fc2_weight.shape[0])
 
 
+@register_notrace_module  # input-size-dependent chunking: a leaf for torch.fx
 class Mlp(nn.Module):
     """``drop(fc2(drop(act(fc1(x)))))`` over the last axis (``…×C -> …×C_out``); keys ``fc1``, ``fc2`` as in timm.
 
