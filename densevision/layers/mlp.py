@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from timm.layers import register_notrace_module
+from timm.layers import register_notrace_function, register_notrace_module
 import torch.nn.functional as F
 from torch import nn
 
@@ -14,6 +14,7 @@ from densevision.layers.activation import InplaceGELU
 CHUNK_HIDDEN_ELEMENTS = 1 << 20
 
 
+@register_notrace_function  # input-size-dependent chunking: a leaf for torch.fx
 def mlp_forward(
     x: torch.Tensor,
     fc1_weight: torch.Tensor,
