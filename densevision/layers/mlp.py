@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from timm.layers import register_notrace_function, register_notrace_module
 import torch.nn.functional as F
+from timm.layers import register_notrace_function, register_notrace_module
 from torch import nn
 
 from densevision.layers.activation import InplaceGELU
