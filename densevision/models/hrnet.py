@@ -275,6 +275,7 @@ class HRNetBody(TimmInterface):
         fuse_mode: how lower resolutions are upsampled in the fuse layers: ``"nearest"`` (classification code,
             timm) or ``"bilinear"`` (semantic-segmentation code); always to the exact target size.
         align_corners: for ``fuse_mode="bilinear"``.
+        drop_path_rate: accepted as timm's common argument; HRNet has no stochastic depth, so only 0.
     """
 
     def __init__(
@@ -289,8 +290,11 @@ class HRNetBody(TimmInterface):
         stem_width: int = 64,
         fuse_mode: str = "nearest",
         align_corners: bool = False,
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
+        if drop_path_rate:
+            raise ValueError(f"HRNet has no stochastic depth (drop_path_rate={drop_path_rate})")
         if fuse_mode not in ("nearest", "bilinear"):
             raise ValueError(f"fuse_mode must be 'nearest' or 'bilinear', not {fuse_mode!r}")
         self.conv1 = nn.Conv2d(in_chans, stem_width, 3, 2, 1, bias=False)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import register_notrace_function
+from timm.layers import register_notrace_function, register_notrace_module
 from timm.models import checkpoint, checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
@@ -87,6 +87,7 @@ def bicubic_aa_weights(
     return w / w.sum(dim=1, keepdim=True)
 
 
+@register_notrace_module  # size-dependent padding: a leaf for torch.fx
 class PatchEmbed(nn.Module):
     """``B×3×H×W -> (B×(h·w)×D, (h, w))``: pad right/bottom to multiples of ``p``, ``p×p``/``p`` conv."""
 
@@ -309,7 +310,9 @@ class VisionTransformer(_ViTTrunk):
         if self.global_pool != "token" or self.checkpointing():
             return self.forward_head(self.forward_features(x))
         x, _ = self.embed(x)
-        x = self.blocks[-1](self.blocks[:-1](x), num_queries=1)
+        for block in self.blocks[:-1]:  # the installed blocks (a slice would be a new, untraceable module)
+            x = block(x)
+        x = self.blocks[-1](x, num_queries=1)
         return self.forward_head(self.norm(x))
 
     def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
