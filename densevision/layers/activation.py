@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
+from timm.layers import register_notrace_module
 from torch import nn
 
 
+@register_notrace_module  # grad-mode-dependent: a leaf for torch.fx
 class InplaceGELU(nn.GELU):
     """``nn.GELU`` that overwrites its input when no gradient is recorded (``torch.no_grad`` / inference mode).
 

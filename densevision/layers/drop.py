@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from timm.layers import register_notrace_module
 from torch import nn
 
 
@@ -15,6 +16,7 @@ def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor
     return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
 
 
+@register_notrace_module  # random per-sample mask: a leaf for torch.fx
 class DropPath(nn.Module):
     """Stochastic depth (Huang et al., 2016) per sample; identity in eval mode."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function, register_notrace_module
 from torch import nn
 
 from densevision.layers.activation import InplaceGELU
@@ -13,6 +14,7 @@ from densevision.layers.activation import InplaceGELU
 CHUNK_HIDDEN_ELEMENTS = 1 << 20
 
 
+@register_notrace_function  # input-size-dependent chunking: a leaf for torch.fx
 def mlp_forward(
     x: torch.Tensor,
     fc1_weight: torch.Tensor,
@@ -60,6 +62,7 @@ def mlp_forward(
     return out.view(*x.shape[:-1], fc2_weight.shape[0])
 
 
+@register_notrace_module  # input-size-dependent chunking: a leaf for torch.fx
 class Mlp(nn.Module):
     """``drop(fc2(drop(act(fc1(x)))))`` over the last axis (``…×C -> …×C_out``); keys ``fc1``, ``fc2`` as in timm.
 

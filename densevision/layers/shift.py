@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 from torch import nn
 
 ShiftGroups = Sequence[tuple[slice, int]]
@@ -80,6 +81,7 @@ def shift_channel_groups(x: torch.Tensor, groups: ShiftGroups, dim: int, channel
     return out
 
 
+@register_notrace_function  # size-dependent slicing: a leaf for torch.fx
 def axial_shift(x: torch.Tensor, shift_size: int, dim: int, channel_dim: int = 1) -> torch.Tensor:
     """AS-MLP axial shift of ``x`` along spatial axis ``dim``; same shape out (``B×C×H×W`` by default, or
     channels-last ``B×H×W×C`` with ``channel_dim=3``).

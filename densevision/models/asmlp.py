@@ -19,10 +19,20 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function, register_notrace_module
+from timm.models import checkpoint
+from timm.models._features import feature_take_indices
 from torch import nn
 
 from densevision.layers import DropPath, InplaceGELU, axial_shift, mlp_forward
 from densevision.models.features import FeatureExtractor, resolve_out_indices
+from densevision.models.interface import (
+    TimmInterface,
+    check_global_pool,
+    check_output_fmt,
+    global_pool,
+    to_output_fmt,
+)
 from densevision.models.registry import build_variant, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -48,6 +58,7 @@ def group_norm1_nhwc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
     return torch.addcmul(bias - mean * scale, x, scale)
 
 
+@register_notrace_function  # device-dependent kernel choice: a leaf for torch.fx
 def norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """An NCHW norm module applied to channels-last ``x: B×H×W×C``. On the CPU through the channels-last NCHW
     view (its native kernel reads that layout); elsewhere ``GroupNorm(1, C)`` is :func:`group_norm1_nhwc`,
@@ -127,6 +138,7 @@ class AxialShiftedBlock(nn.Module):
         return x + self.drop_path(self.mlp(norm_nhwc(self.norm2, x)))
 
 
+@register_notrace_module  # size-dependent padding: a leaf for torch.fx
 class PatchMerging(nn.Module):
     """2×2 space-to-channel merge (order x[0::2,0::2], x[1::2,0::2], x[0::2,1::2], x[1::2,1::2]), norm, 1×1
     reduction: ``B×H×W×C -> B×⌈H/2⌉×⌈W/2⌉×2C`` (odd sizes padded at the bottom/right with zeros)."""
@@ -171,9 +183,10 @@ class ASMLPStage(nn.Module):
         )
         self.downsample = PatchMerging(dim, norm_layer=norm_layer) if downsample else None
 
-    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_blocks(self, x: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
+        """The blocks, without the merge; each block checkpointed when ``checkpointing``."""
         for block in self.blocks:
-            x = block(x)
+            x = checkpoint(block, x) if checkpointing else block(x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -181,6 +194,7 @@ class ASMLPStage(nn.Module):
         return x if self.downsample is None else self.downsample(x)
 
 
+@register_notrace_module  # size-dependent padding: a leaf for torch.fx
 class PatchEmbed(nn.Module):
     """Patch embedding and norm: ``B×3×H×W -> B×⌈H/p⌉×⌈W/p⌉×C`` (image zero-padded at the bottom/right to a
     multiple of the patch size ``p``, as upstream's dense backbone)."""
@@ -233,9 +247,23 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-class ASMLP(nn.Module):
+def group_matcher(coarse: bool = False) -> dict:
+    """timm's parameter groups (stem, one per stage or per block, final norm) for layer-wise decay."""
+    if coarse:
+        return {"stem": r"^patch_embed", "blocks": [(r"^layers\.(\d+)", None), (r"^norm", (99999,))]}
+    return {
+        "stem": r"^patch_embed",
+        "blocks": [
+            (r"^layers\.(\d+)\.downsample", (99998,)),
+            (r"^layers\.(\d+)\.blocks\.(\d+)", None),
+            (r"^norm", (99999,)),
+        ],
+    }
+
+
+class ASMLP(TimmInterface):
     """AS-MLP classifier with timm's interface; any input size (``forward_features``: ``B×H/32×W/32×C``,
-    channels-last)."""
+    channels-last). ``forward_intermediates`` returns each stage's blocks' output (before merging)."""
 
     def __init__(
         self,
@@ -244,6 +272,7 @@ class ASMLP(nn.Module):
         depths: Sequence[int] = (2, 2, 6, 2),
         num_classes: int = 1000,
         in_chans: int = 3,
+        global_pool: str = "avg",
         patch_size: int = 4,
         shift_size: int = 5,
         mlp_ratio: float = 4.0,
@@ -255,6 +284,8 @@ class ASMLP(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.num_features = embed_dim * 2 ** (len(depths) - 1)
+        self.global_pool = check_global_pool(global_pool)
+        self.output_fmt = "NHWC"
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, norm_layer=norm_layer)
         self.pos_drop = nn.Dropout(drop_rate)
         self.layers = _build_stages(
@@ -270,22 +301,76 @@ class ASMLP(nn.Module):
         self.pretrained_cfg: dict = {}
         self.apply(_init_weights)
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return group_matcher(coarse)
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh ``num_classes``-way head (identity for 0); ``global_pool``: ``"avg"`` or ``""`` (none)."""
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if global_pool is not None:
+            self.global_pool = check_global_pool(global_pool)
+        head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        head.apply(_init_weights)
+        self.head = head.to(self.norm.weight.device)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's ``forward_intermediates``: the stage outputs named by ``indices`` (None: all, n: the last n)
+        as ``output_fmt``, and the normalised features (``forward_features``) unless ``intermediates_only``;
+        ``norm`` applies the final norm to the last stage's output."""
+        check_output_fmt(output_fmt)
+        take_indices, max_index = feature_take_indices(len(self.layers), indices)
+        layers = self.layers[: max_index + 1] if stop_early else self.layers
+        checkpointing = self.checkpointing()
+        intermediates = []
+        x = self.pos_drop(self.patch_embed(x))
+        for i, layer in enumerate(layers):
+            out = layer.forward_blocks(x, checkpointing)
+            if i in take_indices:
+                y = norm_nhwc(self.norm, out) if norm and i == len(self.layers) - 1 else out
+                intermediates.append(to_output_fmt(y, output_fmt))
+            x = out if layer.downsample is None else layer.downsample(out)
+        if intermediates_only:
+            return intermediates
+        return norm_nhwc(self.norm, x), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last of ``indices`` and its merge (and the final norm / head when asked)."""
+        take_indices, max_index = feature_take_indices(len(self.layers), indices)
+        self.layers = self.layers[: max_index + 1]
+        self.layers[-1].downsample = None
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``B×3×H×W -> B×h×w×C`` (normalised, channels-last)."""
         x = self.pos_drop(self.patch_embed(x))
+        checkpointing = self.checkpointing()
         for layer in self.layers:
-            x = layer(x)
+            x = layer.forward_blocks(x, checkpointing)
+            if layer.downsample is not None:
+                x = layer.downsample(x)
         return norm_nhwc(self.norm, x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean((1, 2))
+        x = global_pool(x, self.global_pool, channels_last=True)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -318,6 +403,7 @@ class ASMLPFeatures(FeatureExtractor):
         self.out_indices = resolve_out_indices(out_indices, len(depths))
         self._all_channels = tuple(embed_dim * 2**i for i in range(len(depths)))
         self._all_strides = tuple(patch_size * 2**i for i in range(len(depths)))
+        self._all_modules = tuple(f"layers.{i}" for i in range(len(depths)))
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, norm_layer=norm_layer)
         self.pos_drop = nn.Dropout(drop_rate)
         self.layers = _build_stages(
@@ -330,11 +416,16 @@ class ASMLPFeatures(FeatureExtractor):
             self.add_module(f"norm{i}", norm_layer(self._all_channels[i]))
         self.apply(_init_weights)
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return group_matcher(coarse)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.pos_drop(self.patch_embed(x))
         levels: dict[int, torch.Tensor] = {}
+        checkpointing = self.checkpointing()
         for i, layer in enumerate(self.layers):
-            out = layer.forward_blocks(x)
+            out = layer.forward_blocks(x, checkpointing)
             if i in self.out_indices:
                 levels[i] = getattr(self, f"norm{i}")(out.permute(0, 3, 1, 2)).contiguous()
             if layer.downsample is not None:
@@ -376,6 +467,7 @@ def _pretrained_cfg(name: str, num_classes: int) -> dict:
     return {
         "architecture": name,
         "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
         "mean": IMAGENET_MEAN,
         "std": IMAGENET_STD,
         "interpolation": "bicubic",
@@ -384,6 +476,10 @@ def _pretrained_cfg(name: str, num_classes: int) -> dict:
         "first_conv": "patch_embed.proj",
         "classifier": "head",
     }
+
+
+# timm reads its pretrained configurations (no weights: densevision does not download) from ``default_cfgs``.
+default_cfgs = {name: _pretrained_cfg(name, 1000) for name in _CFGS}
 
 
 def _create_asmlp(

@@ -15,11 +15,21 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
+from timm.models._features import feature_take_indices
 from torch import nn
 
 from densevision.errors import CheckpointError
 from densevision.layers import CycleFC, DropPath, InplaceGELU, Mlp
 from densevision.models.features import FeatureExtractor, resolve_out_indices
+from densevision.models.interface import (
+    TimmInterface,
+    check_global_pool,
+    check_output_fmt,
+    global_pool,
+    run_stage,
+    to_output_fmt,
+)
 from densevision.models.registry import build_variant, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -27,6 +37,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _STRIDES = (4, 8, 16, 32)
 
 
+@register_notrace_module  # shape-dependent strategy: a leaf for torch.fx
 class CycleMixer(nn.Module):
     """CycleMLP token mixer (state key ``attn``): ``B×H×W×C -> B×H×W×C``.
 
@@ -198,8 +209,21 @@ def _check_offsets(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> dic
     return state
 
 
-class CycleMLP(nn.Module):
-    """CycleMLP classifier with timm's interface (``forward_features`` gives ``B×H/32×W/32×C``, channels-last)."""
+def group_matcher(coarse: bool = False) -> dict:
+    """timm's parameter groups (stem, one per stage or per block, final norm) for layer-wise decay."""
+    if coarse:
+        return {"stem": r"^patch_embed", "blocks": [(r"^network\.(\d+)", None), (r"^norm", (99999,))]}
+    return {
+        "stem": r"^patch_embed",
+        "blocks": [(r"^network\.(\d+)\.(\d+)", None), (r"^network\.(\d+)", (0,)), (r"^norm", (99999,))],
+    }
+
+
+class CycleMLP(TimmInterface):
+    """CycleMLP classifier with timm's interface (``forward_features`` gives ``B×H/32×W/32×C``, channels-last).
+
+    ``forward_intermediates`` returns the outputs of the stages (``network.{0,2,4,6}``, strides 4–32).
+    """
 
     def __init__(
         self,
@@ -209,6 +233,7 @@ class CycleMLP(nn.Module):
         *,
         num_classes: int = 1000,
         in_chans: int = 3,
+        global_pool: str = "avg",
         qkv_bias: bool = False,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
@@ -217,6 +242,8 @@ class CycleMLP(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.num_features = embed_dims[-1]
+        self.global_pool = check_global_pool(global_pool)
+        self.output_fmt = "NHWC"
         self.patch_embed = PatchEmbed(in_chans, embed_dims[0])
         self.network = _build_network(
             layers, embed_dims, mlp_ratios, num_stages=len(layers), qkv_bias=qkv_bias,
@@ -232,22 +259,72 @@ class CycleMLP(nn.Module):
         self.pretrained_cfg: dict = {}
         self.apply(_init_weights)
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return group_matcher(coarse)
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh ``num_classes``-way head (identity for 0); ``global_pool``: ``"avg"`` or ``""`` (none)."""
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if global_pool is not None:
+            self.global_pool = check_global_pool(global_pool)
+        head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        head.apply(_init_weights)
+        self.head = head.to(self.norm.weight.device)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's ``forward_intermediates``: the stage outputs named by ``indices`` (None: all, n: the last n)
+        as ``output_fmt``, and the normalised features (``forward_features``) unless ``intermediates_only``;
+        ``norm`` applies the final norm to the last stage's output."""
+        check_output_fmt(output_fmt)
+        num_stages = (len(self.network) + 1) // 2
+        take_indices, max_index = feature_take_indices(num_stages, indices)
+        network = self.network[: 2 * max_index + 1] if stop_early else self.network
+        intermediates = []
+        x = self.patch_embed(x)
+        for idx, module in enumerate(network):
+            x = run_stage(module, x, self.checkpointing())
+            if idx % 2 == 0 and idx // 2 in take_indices:
+                y = self.norm(x) if norm and idx // 2 == num_stages - 1 else x
+                intermediates.append(to_output_fmt(y, output_fmt))
+        if intermediates_only:
+            return intermediates
+        return self.norm(x), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last of ``indices`` (and the final norm / head when asked)."""
+        take_indices, max_index = feature_take_indices((len(self.network) + 1) // 2, indices)
+        self.network = self.network[: 2 * max_index + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``B×3×H×W -> B×h×w×C`` (normalised, channels-last)."""
         x = self.patch_embed(x)
+        checkpointing = self.checkpointing()
         for module in self.network:
-            x = module(x)
+            x = run_stage(module, x, checkpointing)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(x.mean((1, 2)))
+        x = self.head_drop(global_pool(x, self.global_pool, channels_last=True))
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -282,6 +359,7 @@ class CycleMLPFeatures(FeatureExtractor):
         self.out_indices = resolve_out_indices(out_indices, len(layers))
         self._all_channels = tuple(embed_dims)
         self._all_strides = _STRIDES[: len(layers)]
+        self._all_modules = tuple(f"network.{2 * i}" for i in range(len(layers)))
         self.patch_embed = PatchEmbed(in_chans, embed_dims[0])
         self.network = _build_network(
             layers, embed_dims, mlp_ratios, num_stages=max(self.out_indices) + 1, qkv_bias=qkv_bias,
@@ -291,11 +369,16 @@ class CycleMLPFeatures(FeatureExtractor):
             self.add_module(f"norm{2 * i}", norm_layer(embed_dims[i]))
         self.apply(_init_weights)
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return group_matcher(coarse)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.patch_embed(x)
         levels: dict[int, torch.Tensor] = {}
+        checkpointing = self.checkpointing()
         for idx, module in enumerate(self.network):
-            x = module(x)
+            x = run_stage(module, x, checkpointing)
             if idx % 2 == 0 and idx // 2 in self.out_indices:
                 levels[idx // 2] = getattr(self, f"norm{idx}")(x).permute(0, 3, 1, 2).contiguous()
         return [levels[i] for i in self.out_indices]
@@ -337,6 +420,7 @@ def _pretrained_cfg(name: str, num_classes: int) -> dict:
     return {
         "architecture": name,
         "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
         "mean": IMAGENET_MEAN,
         "std": IMAGENET_STD,
         "interpolation": "bicubic",
@@ -345,6 +429,10 @@ def _pretrained_cfg(name: str, num_classes: int) -> dict:
         "first_conv": "patch_embed.proj",
         "classifier": "head",
     }
+
+
+# timm reads its pretrained configurations (no weights: densevision does not download) from ``default_cfgs``.
+default_cfgs = {name: _pretrained_cfg(name, 1000) for name in _CFGS}
 
 
 def _create_cyclemlp(

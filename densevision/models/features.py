@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
+from timm.models import FeatureInfo
+
+from densevision.models.interface import TimmInterface
 
 
 def resolve_out_indices(out_indices: Sequence[int] | None, num_levels: int) -> tuple[int, ...]:
@@ -21,17 +23,20 @@ def resolve_out_indices(out_indices: Sequence[int] | None, num_levels: int) -> t
     return tuple(resolved)
 
 
-class FeatureExtractor(nn.Module):
+class FeatureExtractor(TimmInterface):
     """Base class of dense backbones: ``forward(x: B×3×H×W) -> list[B×C_i×H_i×W_i]`` for any H, W.
 
-    Subclasses set ``out_indices``, ``_all_channels`` and ``_all_strides`` (one entry per level) and implement
-    ``forward``; ``out_channels`` / ``strides`` describe only the selected levels, so heads can be wired from
-    them (the detectron2 ``output_shape()`` idea).
+    Subclasses set ``out_indices``, ``_all_channels``, ``_all_strides`` and ``_all_modules`` (one entry per
+    level: the module whose output the level is read from) and implement ``forward``; ``out_channels`` /
+    ``strides`` describe only the selected levels, so heads can be wired from them (the detectron2
+    ``output_shape()`` idea). ``feature_info`` is timm's :class:`~timm.models.FeatureInfo`, as on timm's
+    ``features_only`` models.
     """
 
     out_indices: tuple[int, ...]
     _all_channels: tuple[int, ...]
     _all_strides: tuple[int, ...]
+    _all_modules: tuple[str, ...]
 
     @property
     def out_channels(self) -> list[int]:
@@ -42,11 +47,11 @@ class FeatureExtractor(nn.Module):
         return [self._all_strides[i] for i in self.out_indices]
 
     @property
-    def feature_info(self) -> list[dict]:
-        return [
-            {"num_chs": c, "reduction": s, "index": i}
-            for i, c, s in zip(self.out_indices, self.out_channels, self.strides, strict=True)
-        ]
+    def feature_info(self) -> FeatureInfo:
+        """``channels()``, ``reduction()`` and ``module_name()`` of the selected levels."""
+        levels = zip(self._all_channels, self._all_strides, self._all_modules, strict=True)
+        info = [{"num_chs": c, "reduction": s, "module": m} for c, s, m in levels]
+        return FeatureInfo(info, self.out_indices)
 
     def select(self, levels: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Keep the levels named by ``out_indices``."""

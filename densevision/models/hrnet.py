@@ -27,10 +27,14 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
+from timm.models import checkpoint
+from timm.models._features import feature_take_indices
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from densevision.models.features import FeatureExtractor, resolve_out_indices
+from densevision.models.interface import TimmInterface, check_global_pool, check_output_fmt, global_pool, run_stage
 from densevision.models.registry import build_variant, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -48,6 +52,7 @@ def _has_inference_stats(bn: nn.Module) -> bool:
     return isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.affine and bn.running_var is not None
 
 
+@register_notrace_function  # device- and mode-dependent folding: a leaf for torch.fx
 def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.Module) -> torch.Tensor:
     """``bn(conv(x))``. On the CPU with inference statistics it is a single convolution whose weight and bias
     absorb the normalisation (equal up to rounding, one pass over the activations fewer; gradients flow as
@@ -63,6 +68,7 @@ def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.Module) -> torch.Tensor:
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
+@register_notrace_function  # size-dependent broadcast: a leaf for torch.fx
 def add_resized(
     y: torch.Tensor, z: torch.Tensor, *, mode: str = "nearest", align_corners: bool = False
 ) -> torch.Tensor:
@@ -241,7 +247,19 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class HRNetBody(nn.Module):
+@register_notrace_function  # device-dependent layout: a leaf for torch.fx
+def channels_last_on_cpu(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels-last memory on the CPU (oneDNN's native layout), unchanged elsewhere."""
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+
+
+def group_matcher(coarse: bool = False) -> dict:
+    """timm's parameter groups (stem, one per stage or per module, classification neck) for layer-wise decay."""
+    block = r"^(?:layer|transition|stage)(\d+)" if coarse else r"^(?:layer|transition|stage)(\d+)\.(\d+)"
+    return {"stem": r"^(?:conv[12]|bn[12])\.", "blocks": [(block, None), (r"^(?:incre|downsamp|final)", (99999,))]}
+
+
+class HRNetBody(TimmInterface):
     """Stem, stage 1 (Bottlenecks) and stages 2–4 (multi-resolution modules); shared by the classifier and the
     feature extractor.
 
@@ -257,6 +275,7 @@ class HRNetBody(nn.Module):
         fuse_mode: how lower resolutions are upsampled in the fuse layers: ``"nearest"`` (classification code,
             timm) or ``"bilinear"`` (semantic-segmentation code); always to the exact target size.
         align_corners: for ``fuse_mode="bilinear"``.
+        drop_path_rate: accepted as timm's common argument; HRNet has no stochastic depth, so only 0.
     """
 
     def __init__(
@@ -271,8 +290,11 @@ class HRNetBody(nn.Module):
         stem_width: int = 64,
         fuse_mode: str = "nearest",
         align_corners: bool = False,
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
+        if drop_path_rate:
+            raise ValueError(f"HRNet has no stochastic depth (drop_path_rate={drop_path_rate})")
         if fuse_mode not in ("nearest", "bilinear"):
             raise ValueError(f"fuse_mode must be 'nearest' or 'bilinear', not {fuse_mode!r}")
         self.conv1 = nn.Conv2d(in_chans, stem_width, 3, 2, 1, bias=False)
@@ -295,19 +317,25 @@ class HRNetBody(nn.Module):
         """``B×C_in×H×W -> B×64×ceil(H/4)×ceil(W/4)``; ``stem_residual`` (B×stem_width×H/2×W/2) is added to
         ``conv1(x)`` before ``bn1``. On the CPU the network runs channels-last (oneDNN's native layout: no
         reorders around each convolution), so the maps it returns are channels-last strided there."""
-        if x.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = channels_last_on_cpu(x)
         x = conv_bn(x, self.conv1, self.bn1) if stem_residual is None else self.bn1(self.conv1(x) + stem_residual)
         return F.relu_(conv_bn(F.relu_(x), self.conv2, self.bn2))
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Stem output ``B×64×h×w`` -> the branch outputs ``[B×C·2^i×ceil(h/2^i)×ceil(w/2^i)]``."""
-        xs = [self.layer1(x)]
+        """Stem output ``B×64×h×w`` -> the branch outputs ``[B×C·2^i×ceil(h/2^i)×ceil(w/2^i)]``; blocks and
+        multi-resolution modules checkpointed under ``set_grad_checkpointing``."""
+        checkpointing = self.checkpointing()
+        xs = [run_stage(self.layer1, x, checkpointing)]
         for stage in range(2, self.num_stages + 2):
             transition = getattr(self, f"transition{stage - 1}")
             xs = [t(xs[min(i, len(xs) - 1)]) for i, t in enumerate(transition)]
-            xs = getattr(self, f"stage{stage}")(xs)
+            for module in getattr(self, f"stage{stage}"):
+                xs = checkpoint(module, xs) if checkpointing else module(xs)
         return xs
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return group_matcher(coarse)
 
     def stage_groups(self) -> list[list[nn.Module]]:
         """Modules grouped as ``[stem, stage 1, ..., stage 4]`` in execution order (for freezing)."""
@@ -342,10 +370,13 @@ class HRNet(HRNetBody):
     then a 1×1 conv to 2048 (``final_layer``); ``forward_head`` pools and classifies.
     """
 
-    def __init__(self, *, num_classes: int = 1000, drop_rate: float = 0.0, **body_kwargs) -> None:
+    def __init__(
+        self, *, num_classes: int = 1000, drop_rate: float = 0.0, global_pool: str = "avg", **body_kwargs
+    ) -> None:
         super().__init__(**body_kwargs)
         self.num_classes = num_classes
         self.num_features = 2048
+        self.global_pool = check_global_pool(global_pool)
         self.incre_modules = nn.ModuleList(
             _make_layer(Bottleneck, c, p, 1) for c, p in zip(self.branch_channels, _HEAD_PLANES, strict=True)
         )
@@ -363,22 +394,50 @@ class HRNet(HRNetBody):
         self.pretrained_cfg: dict = {}
         self.apply(_init_weights)
 
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh ``num_classes``-way classifier (identity for 0); ``global_pool``: ``"avg"`` or ``""``."""
         self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if global_pool is not None:
+            self.global_pool = check_global_pool(global_pool)
+        classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = classifier.to(self.conv1.weight.device)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's ``forward_intermediates``: the branch outputs named by ``indices`` (None: all, n: the last n;
+        the ``features_only`` outputs), and ``forward_features`` unless ``intermediates_only``. The branches
+        are computed together, so ``stop_early`` saves nothing; HRNet has no final norm (``norm`` is a no-op)."""
+        check_output_fmt(output_fmt, ("NCHW",))
+        take_indices, _ = feature_take_indices(len(self.branch_channels), indices)
         xs = self.forward_stages(self.forward_stem(x))
+        intermediates = [xs[i] for i in take_indices]
+        if intermediates_only:
+            return intermediates
+        return self.forward_neck(xs), intermediates
+
+    def forward_neck(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """The classification neck: branch outputs -> ``B×2048×h/8×w/8``."""
         y = self.incre_modules[0](xs[0])
         for i, down in enumerate(self.downsamp_modules):
             y = self.incre_modules[i + 1](xs[i + 1]) + down(y)
         return self.final_layer(y)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_neck(self.forward_stages(self.forward_stem(x)))
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(x.mean((2, 3)))
+        x = self.head_drop(global_pool(x, self.global_pool, channels_last=False))
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -401,6 +460,7 @@ class HRNetFeatures(HRNetBody, FeatureExtractor):
         self.out_indices = resolve_out_indices(out_indices, len(self.branch_channels))
         self._all_channels = self.branch_channels
         self._all_strides = _STRIDES[: len(self.branch_channels)]
+        self._all_modules = tuple(f"stage{self.num_stages + 1}" for _ in self.branch_channels)
         self.pretrained_cfg: dict = {}
         self.apply(_init_weights)
 

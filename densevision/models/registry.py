@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 import os
 from collections.abc import Callable, Sequence
 
@@ -48,7 +49,7 @@ def _join_timm_registry(name: str, fn: Callable[..., nn.Module]) -> None:
         return
 
     def timm_entry(pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None,
-                   **kwargs):
+                   **kwargs) -> nn.Module:
         if pretrained:
             raise DenseVisionError(
                 f"{name}: densevision does not download weights; use "
@@ -60,6 +61,16 @@ def _join_timm_registry(name: str, fn: Callable[..., nn.Module]) -> None:
     timm_entry.__qualname__ = name
     timm_entry.__module__ = fn.__module__
     timm.models.register_model(timm_entry)
+
+
+# Arguments of the classifier's head that a feature extractor has no use for (timm passes them to both).
+HEAD_ARGS = ("global_pool", "drop_rate")
+
+
+def features_kwargs(features: Callable[..., nn.Module], kwargs: dict) -> dict:
+    """``kwargs`` without the head arguments (:data:`HEAD_ARGS`) that ``features`` does not take."""
+    accepted = inspect.signature(features).parameters
+    return {k: v for k, v in kwargs.items() if k not in HEAD_ARGS or k in accepted}
 
 
 def build_variant(
@@ -74,7 +85,10 @@ def build_variant(
 ) -> nn.Module:
     """The classifier (``num_classes`` outputs) or the feature extractor of one variant, built from ``cfg``,
     with ``pretrained_cfg(num_classes)`` attached (0 classes for the feature extractor)."""
-    model = features(out_indices=out_indices, **cfg) if features_only else classifier(num_classes=num_classes, **cfg)
+    if features_only:
+        model = features(out_indices=out_indices, **features_kwargs(features, cfg))
+    else:
+        model = classifier(num_classes=num_classes, **cfg)
     model.pretrained_cfg = pretrained_cfg(0 if features_only else num_classes)
     return model
 
@@ -123,7 +137,8 @@ def create_model(
         features_only: return a feature extractor whose forward gives a list of NCHW maps (any H, W).
         out_indices: which feature levels to return (default: all four, strides 4/8/16/32).
         trust_checkpoint: allow checkpoints that need full unpickling.
-        **kwargs: architecture overrides passed to the model class (e.g. ``drop_path_rate``).
+        **kwargs: timm's common arguments (``in_chans``, ``drop_rate``, ``drop_path_rate``, ``global_pool``) and
+            architecture overrides passed to the model class.
     """
     fn = _lookup(name)
     if features_only:

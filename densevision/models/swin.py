@@ -25,12 +25,22 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
+from timm.models._features import feature_take_indices
 from torch import nn
 
 from densevision.layers import DropPath, Mlp
 from densevision.layers.attention import WindowAttention, shifted_window_mask
 from densevision.models.features import FeatureExtractor, resolve_out_indices
-from densevision.models.registry import register_model
+from densevision.models.interface import (
+    TimmInterface,
+    check_global_pool,
+    check_output_fmt,
+    global_pool,
+    run_stage,
+    to_output_fmt,
+)
+from densevision.models.registry import features_kwargs, register_model
 
 __all__ = ["SwinFeatures", "SwinTransformer", "WindowLayout", "shifted_window_mask_traced", "window_layout"]
 
@@ -112,6 +122,7 @@ def shifted_window_mask_traced(
     return (windows[:, None, :] != windows[:, :, None]).float() * -100.0
 
 
+@register_notrace_module  # size-dependent layout: a leaf for torch.fx
 class PatchEmbed(nn.Module):
     """``B×3×H×W -> B×⌈H/p⌉×⌈W/p⌉×C``: pad right/bottom to multiples of ``p``, ``p×p``/``p`` conv, norm."""
 
@@ -135,6 +146,7 @@ class PatchEmbed(nn.Module):
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
 
 
+@register_notrace_module  # size-dependent layout: a leaf for torch.fx
 class SwinTransformerBlock(nn.Module):
     """``x + DropPath(W-MSA(norm1(x)))``, then ``x + DropPath(MLP(norm2(x)))`` on ``B×H×W×C``.
 
@@ -200,6 +212,7 @@ class SwinTransformerBlock(nn.Module):
         return f"window_size={self.window_size}, shift_size={self.shift_size}"
 
 
+@register_notrace_module  # size-dependent layout: a leaf for torch.fx
 class PatchMerging(nn.Module):
     """``B×H×W×C -> B×⌈H/2⌉×⌈W/2⌉×2C``: concat ``x[0::2,0::2], x[1::2,0::2], x[0::2,1::2], x[1::2,1::2]``
     (odd sizes padded), LayerNorm(4C), bias-free Linear(4C→2C)."""
@@ -251,8 +264,9 @@ class SwinTransformerStage(nn.Module):
             for i in range(depth)
         ])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+    def forward(self, x: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
+        """Merge, then the blocks (each checkpointed when ``checkpointing``)."""
+        return run_stage(self.blocks, self.downsample(x), checkpointing)
 
 
 def _swin_trunk(
@@ -293,19 +307,40 @@ def _swin_trunk(
 
 
 class ClassifierHead(nn.Module):
-    """Global average pool over ``H, W`` of ``B×H×W×C``, dropout, ``fc`` (identity for 0 classes)."""
+    """Global pool (``"avg"`` over ``H, W`` of ``B×H×W×C``, or ``""``: none), dropout, ``fc`` (identity for 0
+    classes)."""
 
-    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0) -> None:
+    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0, pool_type: str = "avg") -> None:
         super().__init__()
+        self.pool_type = check_global_pool(pool_type)
         self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.drop(x.mean(dim=(1, 2)))
+        x = self.drop(global_pool(x, self.pool_type, channels_last=True))
         return x if pre_logits else self.fc(x)
 
 
-class SwinTransformer(nn.Module):
+def group_matcher(coarse: bool = False) -> dict:
+    """timm's parameter groups (stem, one per stage or per block, final norms) for layer-wise decay."""
+    if coarse:
+        return {"stem": r"^patch_embed", "blocks": [(r"^layers\.(\d+)", None), (r"^norm", (99999,))]}
+    return {
+        "stem": r"^patch_embed",
+        "blocks": [
+            (r"^layers\.(\d+)\.downsample", (0,)),
+            (r"^layers\.(\d+)\.blocks\.(\d+)", None),
+            (r"^norm", (99999,)),
+        ],
+    }
+
+
+def bias_table_names(model: nn.Module) -> set[str]:
+    """The relative position bias tables, kept out of weight decay as in timm."""
+    return {name for name, _ in model.named_parameters() if name.endswith("relative_position_bias_table")}
+
+
+class SwinTransformer(TimmInterface):
     """Swin Transformer classifier with timm's interface and state-dict keys.
 
     ``forward(B×3×H×W) -> B×classes``; ``forward_features -> B×h×w×C`` (normalised, channels-last). Inputs of
@@ -328,10 +363,12 @@ class SwinTransformer(nn.Module):
         proj_drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
+        global_pool: str = "avg",
         norm_layer: type[nn.Module] = nn.LayerNorm,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.output_fmt = "NHWC"
         self.patch_embed, self.layers, dims = _swin_trunk(
             img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, depths=depths,
             num_heads=num_heads, window_size=window_size, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
@@ -344,24 +381,79 @@ class SwinTransformer(nn.Module):
             for i, d in enumerate(dims)
         ]
         self.norm = norm_layer(self.num_features)
-        self.head = ClassifierHead(self.num_features, num_classes, drop_rate)
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate, pool_type=global_pool)
         self.pretrained_cfg: dict[str, Any] = _cfg(img_size, num_classes=num_classes)
         self.apply(_init_weights)
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return group_matcher(coarse)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return bias_table_names(self)
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a new ``num_classes``-way one (identity for 0)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier by a new ``num_classes``-way one (identity for 0); ``global_pool``: ``"avg"``
+        or ``""`` (none)."""
         self.num_classes = num_classes
+        if global_pool is not None:
+            self.head.pool_type = check_global_pool(global_pool)
         fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         _init_weights(fc)
         self.head.fc = fc.to(self.norm.weight.device)
         self.pretrained_cfg["num_classes"] = num_classes
 
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's ``forward_intermediates``: the stage outputs named by ``indices`` (None: all, n: the last n)
+        as ``output_fmt``, and the normalised features (``forward_features``) unless ``intermediates_only``;
+        ``norm`` applies the final norm to the last stage's output."""
+        check_output_fmt(output_fmt)
+        take_indices, max_index = feature_take_indices(len(self.layers), indices)
+        stages = self.layers[: max_index + 1] if stop_early else self.layers
+        checkpointing = self.checkpointing()
+        intermediates = []
+        x = self.patch_embed(x)
+        for i, stage in enumerate(stages):
+            x = stage(x, checkpointing)
+            if i in take_indices:
+                y = self.norm(x) if norm and i == len(self.layers) - 1 else x
+                intermediates.append(to_output_fmt(y, output_fmt))
+        if intermediates_only:
+            return intermediates
+        return self.norm(x), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last of ``indices`` (and the final norm / head when asked)."""
+        take_indices, max_index = feature_take_indices(len(self.layers), indices)
+        self.layers = self.layers[: max_index + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``B×3×H×W -> B×h×w×C`` (h, w = ⌈H/32⌉, ⌈W/32⌉)."""
-        return self.norm(self.layers(self.patch_embed(x)))
+        x = self.patch_embed(x)
+        checkpointing = self.checkpointing()
+        for stage in self.layers:
+            x = stage(x, checkpointing)
+        return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
@@ -400,15 +492,25 @@ class SwinFeatures(FeatureExtractor):
         self.layers = layers[: last + 1]
         self._all_channels = dims
         self._all_strides = tuple(patch_size * 2**i for i in range(len(depths)))
+        self._all_modules = tuple(f"layers.{i}" for i in range(len(depths)))
         for i in self.out_indices:
             self.add_module(f"norm{i}", norm_layer(dims[i]))
         self.apply(_init_weights)
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return group_matcher(coarse)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return bias_table_names(self)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.patch_embed(x)
         levels: dict[int, torch.Tensor] = {}
+        checkpointing = self.checkpointing()
         for i, stage in enumerate(self.layers):
-            x = stage(x)
+            x = stage(x, checkpointing)
             if i in self.out_indices:
                 levels[i] = getattr(self, f"norm{i}")(x).permute(0, 3, 1, 2).contiguous()
         return [levels[i] for i in self.out_indices]
@@ -485,6 +587,7 @@ def _cfg(img_size: int = 224, **kwargs: Any) -> dict[str, Any]:
         "std": _IMAGENET_STD,
         "interpolation": "bicubic",
         "crop_pct": 0.9 if img_size == 224 else 1.0,
+        "pool_size": (img_size // 32, img_size // 32),
         "num_classes": 1000,
         "first_conv": "patch_embed.proj",
         "classifier": "head.fc",
@@ -503,7 +606,7 @@ def _create_swin(
     args = {**arch, **kwargs}
     if features_only:
         img_size = args.pop("img_size", 224)
-        model = SwinFeatures(out_indices=out_indices, **args)
+        model = SwinFeatures(out_indices=out_indices, **features_kwargs(_swin_trunk, args))
         model.pretrained_cfg = _cfg(img_size, num_classes=0)
         return model
     return SwinTransformer(num_classes=num_classes, **args)

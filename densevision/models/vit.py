@@ -22,16 +22,21 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function, register_notrace_module
+from timm.models import checkpoint, checkpoint_seq
+from timm.models._features import feature_take_indices
 from torch import nn
 
 from densevision.layers import DropPath, Mlp
 from densevision.layers.attention import MultiHeadAttention
 from densevision.models.features import FeatureExtractor, resolve_out_indices
-from densevision.models.registry import register_model
+from densevision.models.interface import TimmInterface, check_global_pool, check_output_fmt
+from densevision.models.registry import features_kwargs, register_model
 
 __all__ = ["ViTFeatures", "VisionTransformer", "bicubic_aa_weights", "resample_pos_embed"]
 
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)
+_POOL_TYPES = ("token", "avg", "")
 _FEATURE_STRIDES = (4, 8, 16, 32)
 
 
@@ -42,6 +47,7 @@ def _tracing() -> bool:
     return torch.jit.is_tracing()
 
 
+@register_notrace_function  # size-dependent resampling: a leaf for torch.fx
 def resample_pos_embed(
     pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix_tokens: int = 1
 ) -> torch.Tensor:
@@ -81,6 +87,7 @@ def bicubic_aa_weights(
     return w / w.sum(dim=1, keepdim=True)
 
 
+@register_notrace_module  # size-dependent padding: a leaf for torch.fx
 class PatchEmbed(nn.Module):
     """``B×3×H×W -> (B×(h·w)×D, (h, w))``: pad right/bottom to multiples of ``p``, ``p×p``/``p`` conv."""
 
@@ -129,7 +136,13 @@ class Block(nn.Module):
         return x + self.drop_path2(self.mlp(self.norm2(x)))
 
 
-class _ViTTrunk(nn.Module):
+def group_matcher(coarse: bool = False) -> dict:
+    """timm's parameter groups (embedding, one per block, final norm / pyramid) for layer-wise decay."""
+    return {"stem": r"^(?:cls_token|pos_embed|patch_embed)", "blocks": [(r"^blocks\.(\d+)", None),
+                                                                       (r"^(?:norm|pyramid)", (99999,))]}
+
+
+class _ViTTrunk(TimmInterface):
     """Patch embedding, class token, learned position embedding and blocks, shared by both ViT modules."""
 
     def __init__(
@@ -167,6 +180,19 @@ class _ViTTrunk(nn.Module):
         nn.init.normal_(self.cls_token, std=1e-6)
         _init_weights(self.blocks)
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return group_matcher(coarse)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """The position embedding and class token, as in timm."""
+        return {"pos_embed", "cls_token"}
+
+    def run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.blocks(x)``, block by block checkpointed under ``set_grad_checkpointing``."""
+        return checkpoint_seq(self.blocks, x) if self.checkpointing() else self.blocks(x)
+
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """``B×3×H×W -> (B×(1+h·w)×D, (h, w))``: class token first, position embedding added."""
         x, grid = self.patch_embed(x)
@@ -177,7 +203,8 @@ class _ViTTrunk(nn.Module):
 
 class VisionTransformer(_ViTTrunk):
     """ViT classifier with timm's interface and keys (``cls_token``, ``pos_embed``, ``patch_embed.proj``,
-    ``blocks.{i}``, ``norm``, ``head``); the head reads the class token.
+    ``blocks.{i}``, ``norm``, ``head``); the head reads the class token (``global_pool="token"``), the mean of
+    the patch tokens (``"avg"``) or nothing (``""``: all tokens).
 
     ``forward(B×3×H×W) -> B×classes``; ``forward_features -> B×(1+N)×D`` (normalised tokens).
     """
@@ -188,12 +215,15 @@ class VisionTransformer(_ViTTrunk):
         patch_size: int = 16,
         num_classes: int = 1000,
         drop_rate: float = 0.0,
+        global_pool: str = "token",
         norm_layer: type[nn.Module] | partial = _LayerNorm,
         **kwargs: Any,
     ) -> None:
         super().__init__(img_size=img_size, patch_size=patch_size, norm_layer=norm_layer, **kwargs)
         self.num_classes = num_classes
         self.num_features = self.embed_dim
+        self.global_pool = check_global_pool(global_pool, _POOL_TYPES)
+        self.output_fmt = "NLC"
         self.feature_info = [
             {"num_chs": self.embed_dim, "reduction": patch_size, "module": f"blocks.{i}"}
             for i in range(len(self.blocks))
@@ -204,31 +234,85 @@ class VisionTransformer(_ViTTrunk):
         _init_weights(self.head)
         self.pretrained_cfg: dict[str, Any] = _cfg(img_size, num_classes)
 
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a new ``num_classes``-way one (identity for 0)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier by a new ``num_classes``-way one (identity for 0); ``global_pool``:
+        ``"token"``, ``"avg"`` or ``""``."""
         self.num_classes = num_classes
+        if global_pool is not None:
+            self.global_pool = check_global_pool(global_pool, _POOL_TYPES)
         head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         _init_weights(head)
         self.head = head.to(self.pos_embed.device)
         self.pretrained_cfg["num_classes"] = num_classes
 
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's ``forward_intermediates``: the patch tokens after the blocks named by ``indices`` (None: all,
+        n: the last n), ``B×D×h×w`` (``"NCHW"``) or ``B×h·w×D`` (``"NLC"``), each through the final norm when
+        ``norm``; and the normalised tokens (``forward_features``) unless ``intermediates_only``."""
+        check_output_fmt(output_fmt, ("NCHW", "NLC"))
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        blocks = self.blocks[: max_index + 1] if stop_early else self.blocks
+        x, (gh, gw) = self.embed(x)
+        checkpointing = self.checkpointing()
+        intermediates = []
+        for i, block in enumerate(blocks):
+            x = checkpoint(block, x) if checkpointing else block(x)
+            if i in take_indices:
+                y = (self.norm(x) if norm else x)[:, 1:]
+                if output_fmt == "NCHW":
+                    y = y.transpose(1, 2).reshape(y.shape[0], -1, gh, gw)
+                intermediates.append(y)
+        if intermediates_only:
+            return intermediates
+        return self.norm(x), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the blocks after the last of ``indices`` (and the final norm / head when asked)."""
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: max_index + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``B×3×H×W -> B×(1+N)×D``."""
         x, _ = self.embed(x)
-        return self.norm(self.blocks(x))
+        return self.norm(self.run_blocks(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(x[:, 0])
+        if self.global_pool == "token":
+            x = x[:, 0]
+        elif self.global_pool == "avg":
+            x = x[:, 1:].mean(1)
+        x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``B×3×H×W -> B×classes``; equal to ``forward_head(forward_features(x))``, but the last block
-        computes only the class token (the only token the head reads), saving most of that block's work."""
+        """``B×3×H×W -> B×classes``; equal to ``forward_head(forward_features(x))``, but with the class-token
+        head (outside gradient checkpointing) the last block computes only the class token, saving most of
+        that block's work."""
+        if self.global_pool != "token" or self.checkpointing():
+            return self.forward_head(self.forward_features(x))
         x, _ = self.embed(x)
-        x = self.blocks[-1](self.blocks[:-1](x), num_queries=1)
+        for block in self.blocks[:-1]:  # the installed blocks (a slice would be a new, untraceable module)
+            x = block(x)
+        x = self.blocks[-1](x, num_queries=1)
         return self.forward_head(self.norm(x))
 
     def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -291,13 +375,14 @@ class ViTFeatures(_ViTTrunk, FeatureExtractor):
         }
         self._all_channels = tuple(level.out_channels for level in levels.values())
         self._all_strides = _FEATURE_STRIDES
+        self._all_modules = tuple(f"pyramid.{i}" for i in range(len(_FEATURE_STRIDES)))
         self.pyramid = nn.ModuleDict({str(i): levels[str(i)] for i in self.out_indices})
         _init_weights(self.pyramid)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h, w = x.shape[-2:]
         tokens, (gh, gw) = self.embed(x)
-        tokens = self.blocks(tokens)
+        tokens = self.run_blocks(tokens)
         fmap = tokens[:, 1:].transpose(1, 2).reshape(tokens.shape[0], self.embed_dim, gh, gw)
         out = []
         for i in self.out_indices:
@@ -367,7 +452,7 @@ def _create_vit(
 ) -> nn.Module:
     args = {**arch, **kwargs}
     if features_only:
-        model = ViTFeatures(out_indices=out_indices, **args)
+        model = ViTFeatures(out_indices=out_indices, **features_kwargs(_ViTTrunk, args))
         model.pretrained_cfg = _cfg(args.get("img_size", 224), 0)
         return model
     return VisionTransformer(num_classes=num_classes, **args)
