@@ -13,7 +13,7 @@ _EXPORTS = {
     "config": ("SegmenterConfig", "SegTrainConfig"),
     "heads": ("FCNHead", "HRNetV2Head", "SemanticFPNHead", "UperNetHead", "adaptive_avg_pool2d", "build_head"),
     "model": ("Segmenter", "build_segmenter", "load_segmenter", "segmenter_spec"),
-    "predict": ("predict_image", "slide_inference"),
+    "predict": ("predict_folder", "predict_image", "slide_inference"),
     "train": ("SegTask", "train_segmenter"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -25,6 +25,8 @@ BUILDER = "segmenter"
 # Used only when the body declares no ``pretrained_cfg`` (ImageNet statistics).
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
+# Parameters without weight decay in the Swin / AS-MLP segmentation recipes (besides norms and biases).
+_NO_DECAY_NAMES = frozenset({"absolute_pos_embed", "relative_position_bias_table", "pos_embed", "cls_token"})
 
 
 class Segmenter(nn.Module):
@@ -66,6 +68,12 @@ class Segmenter(nn.Module):
         if self.auxiliary_head is not None:
             out["aux"] = resize(self.auxiliary_head(feats[self.aux_index]), size)
         return out
+
+    def no_weight_decay(self) -> set[str]:
+        """Full names of the position tables (and what the backbone lists), which get no weight decay."""
+        own = getattr(self.backbone, "no_weight_decay", None)
+        listed = {f"backbone.{n}" for n in own()} if callable(own) else set()
+        return listed | {n for n, _ in self.named_parameters() if n.rsplit(".", 1)[-1] in _NO_DECAY_NAMES}
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
