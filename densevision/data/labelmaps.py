@@ -67,7 +67,7 @@ def read_label_map(path: str | os.PathLike, *, reduce_zero: bool = False) -> np.
             if mode not in _INDEX_MODES:
                 raise DataError(f"label file {path} is {mode}: its values are colours, not class indices "
                                 "(save single-channel PNGs of class indices)")
-            label = np.asarray(im)
+            label = np.array(im)
     except FileNotFoundError:
         raise DataError(f"label file {path} not found") from None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
