@@ -134,6 +134,9 @@ def label_map_problems(images: str | os.PathLike, labels: str | os.PathLike, num
     label files, label sizes that differ from their image's, values that are neither a class nor the ignore
     value (with pixel counts: the mistake that silently gives near-zero IoU)."""
     images, labels = Path(images), Path(labels)
+    for folder, flag in ((images, "images"), (labels, "labels")):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: {flag} folder not found")
     problems = []
     image_files = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
     label_files = {p.stem: p for p in sorted(labels.iterdir()) if p.suffix.lower() == LABEL_EXTENSION}

@@ -87,3 +87,20 @@ def test_eval_names_a_label_value_beyond_the_classes(synth, tmp_path, capsys):
 def test_predict_refuses_to_write_into_its_input(run_dir, synth):
     assert main(["seg", "predict", "--checkpoint", str(run_dir), "--images", str(synth / "val"),
                  "--out", str(synth / "val"), "--device", "cpu"]) == 2
+
+
+def test_data_check_reports_label_values_beyond_the_classes(synth, tmp_path, capsys):
+    common = ["--images", str(synth / "val"), "--classes", str(synth / "classes.json")]
+    assert main(["data", "check", "--labels", str(synth / "labels" / "val"), *common]) == 0
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    names = sorted(p.name for p in (synth / "val").glob("*.png"))
+    bad = np.zeros((64, 64), np.uint8)
+    bad[:2, :3] = 40
+    Image.fromarray(bad).save(labels / names[0])
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(labels / names[1])
+    capsys.readouterr()
+    assert main(["data", "check", "--labels", str(labels), *common]) == 2
+    out = capsys.readouterr().out
+    assert f"{names[0]}: values outside the 6 classes and ignore 255: value 40: 6 px" in out
+    assert f"{names[1]} is RGB" in out
