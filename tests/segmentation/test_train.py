@@ -31,7 +31,7 @@ def test_loss_has_the_weighted_auxiliary_term_and_adamw_skips_norms_and_position
                             backbone_kwargs={"embed_dim": 12, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)})
     losses = task.loss(model, (torch.rand(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))))
     assert set(losses) == {"loss_seg", "loss_aux"}
-    assert float(losses["loss_aux"]) == pytest.approx(0.4 * 1.0986, rel=0.2)  # 0.4 x about ln 3 at init
+    assert float(losses["loss_aux"].detach()) == pytest.approx(0.4 * 1.0986, rel=0.2)  # 0.4 x about ln 3 at init
     optimizer, scheduler = task.build_optimizer(model)
     assert isinstance(optimizer, torch.optim.AdamW)
     no_decay = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0.0 for p in g["params"]}
