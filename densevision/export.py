@@ -50,16 +50,18 @@ def _outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def export_model_bytes(
-    model: nn.Module, *, features: bool, size: tuple[int, int], opset: int = DEFAULT_OPSET
+    model: nn.Module, *, features: bool, size: tuple[int, int], opset: int = DEFAULT_OPSET,
+    output_names: list[str] | None = None,
 ) -> tuple[bytes, list[str]]:
-    """Trace ``model`` (eval mode) on a ``1×3×H×W`` input and return the ONNX bytes and its output names.
+    """Trace ``model`` (eval mode) on a ``1×3×H×W`` input and return the ONNX bytes and its output names
+    (default ``feature0..`` with ``features``, else ``logits``).
 
     Axis 0 of the input and outputs is dynamic; with ``features`` the spatial axes are dynamic too.
     """
     model.eval()
     example = torch.randn(1, 3, *size)
     n_out = len(_outputs(model, example))
-    names = [f"feature{i}" for i in range(n_out)] if features else ["logits"]
+    names = output_names or ([f"feature{i}" for i in range(n_out)] if features else ["logits"])
     spatial = {2: "height", 3: "width"}
     axes = {INPUT_NAME: {0: "batch", **(spatial if features else {})}}
     for i, name in enumerate(names):
@@ -162,3 +164,38 @@ def export_onnx(
         model=name, path=str(path), opset=opset, features=features, input_size=(h, w), output_names=names,
         checked=checks,
     )
+
+
+def export_segmenter(
+    checkpoint: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    size: tuple[int, int] = (512, 512),
+    opset: int = DEFAULT_OPSET,
+    trust_checkpoint: bool = False,
+    atol: float = 1e-4,
+    seed: int = 0,
+) -> ExportReport:
+    """Export a trained segmenter (``seg train`` run or checkpoint) to ``path``: input ``image`` B×3×H×W in
+    [0, 1], output ``logits`` B×K×H×W, batch, height and width dynamic (UperNet's pyramid pooling included).
+    Traced at ``size``, checked with ONNX Runtime at two other sizes; written only when both agree."""
+    from densevision.segmentation.model import load_segmenter
+
+    model = load_segmenter(checkpoint, trust_checkpoint=trust_checkpoint)
+    h, w = size
+    if h < 32 or w < 32:
+        raise DenseVisionError(f"{checkpoint}: export size {h}x{w} is too small (at least 32x32)")
+    torch.manual_seed(seed)
+    label = str(checkpoint)
+    try:
+        onnx_bytes, names = export_model_bytes(model, features=True, size=size, opset=opset,
+                                               output_names=["logits"])
+    except torch.onnx.errors.OnnxExporterError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DenseVisionError(f"{label}: ONNX export at opset {opset} failed: {first}") from None
+    inputs = [torch.rand(2, 3, h + 29, w + 48), torch.rand(1, 3, max(32, h // 2 + 7), w + 13)]
+    checks = check_with_onnxruntime(onnx_bytes, model, inputs, atol=atol, label=label)
+    with atomic_open(path, "wb") as f:
+        f.write(onnx_bytes)
+    return ExportReport(model=f"segmenter:{model.arch.get('backbone')}+{model.arch.get('head')}", path=str(path),
+                        opset=opset, features=False, input_size=(h, w), output_names=names, checked=checks)

@@ -24,10 +24,15 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``data check``."""
-    parser.description = ("Validate a COCO instances json (and, with --images, its image files); prints every "
-                          "problem, exits 2 if there is any.")
-    parser.add_argument("ann", metavar="ANN.json", help="COCO instances json")
-    parser.add_argument("--images", help="image root the file names are relative to")
+    parser.description = ("Validate a COCO instances json (and, with --images, its image files), or with --labels "
+                          "a label-map data set (--images, --labels, --classes); prints every problem, exits 2 if "
+                          "there is any.")
+    parser.add_argument("ann", metavar="ANN.json", nargs="?", help="COCO instances json")
+    parser.add_argument("--images", help="image root the file names are relative to (label maps: image folder)")
+    parser.add_argument("--labels", metavar="DIR", help="label PNG folder (semantic label maps, matched by stem)")
+    parser.add_argument("--classes", metavar="FILE", help="classes.json of --labels")
+    parser.add_argument("--reduce-zero-label", action="store_true", help="label 0 = 'other' (ignored), v -> v-1")
+    parser.add_argument("--ignore-index", type=int, default=255, help="label value left out (default 255)")
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -50,7 +55,12 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     """Print every problem (exit 2) or a one-line summary."""
     from densevision.data.coco import read_json, validate_coco
+    from densevision.errors import DenseVisionError
 
+    if args.labels is not None:
+        return _check_label_maps(args)
+    if args.ann is None:
+        raise DenseVisionError("give a COCO instances json, or --images DIR --labels DIR --classes FILE")
     data = read_json(args.ann)
     problems = validate_coco(data, args.ann, args.images)
     for line in problems:
@@ -60,4 +70,23 @@ def run_check(args: argparse.Namespace) -> int:
         return 2
     print(f"{args.ann}: OK ({len(data['images'])} images, {len(data['annotations'])} annotations, "
           f"{len(data['categories'])} categories)")
+    return 0
+
+
+def _check_label_maps(args: argparse.Namespace) -> int:
+    """``data check --images --labels --classes``: every label-map problem (exit 2) or a summary line."""
+    from densevision.data.labelmaps import label_map_problems, read_classes
+    from densevision.errors import DenseVisionError
+
+    if args.images is None or args.classes is None or args.ann is not None:
+        raise DenseVisionError("label maps are checked with --images DIR --labels DIR --classes FILE (no ANN.json)")
+    classes = read_classes(args.classes)
+    problems = label_map_problems(args.images, args.labels, len(classes), reduce_zero=args.reduce_zero_label,
+                                  ignore_index=args.ignore_index)
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{len(problems)} problem(s) found")
+        return 2
+    print(f"{args.labels}: OK ({len(classes)} classes)")
     return 0

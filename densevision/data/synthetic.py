@@ -16,6 +16,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from densevision.data.jsonio import read_json
+from densevision.data.labelmaps import write_classes, write_label_map
+from densevision.data.masks import annotation_to_mask
 from densevision.io import atomic_open, write_json
 
 CATEGORIES = [
@@ -180,5 +183,27 @@ def generate(out_dir: str | os.PathLike, *, train: int = 200, val: int = 50, siz
              progress: bool = True) -> dict[str, Path]:
     """Write the train and val splits; returns ``{split: annotation json path}`` (splits with 0 images skipped)."""
     counts = {"train": train, "val": val}
-    return {s: generate_split(out_dir, s, n, size=size, seed=seed, progress=progress)
-            for s, n in counts.items() if n > 0}
+    written = {s: generate_split(out_dir, s, n, size=size, seed=seed, progress=progress)
+               for s, n in counts.items() if n > 0}
+    for split, ann_path in written.items():
+        write_semantic_labels(out_dir, split, ann_path)
+    return written
+
+
+def write_semantic_labels(out_dir: str | os.PathLike, split: str, ann_path: str | os.PathLike) -> Path:
+    """The same scenes as semantic label maps: ``out_dir/labels/{split}/<stem>.png`` (palette PNGs of class
+    indices: 0 = background, c = category id c, from the visible instance masks of ``ann_path``) and
+    ``out_dir/classes.json``; returns the label folder. The images and annotations are not touched."""
+    out_dir = Path(out_dir)
+    data = read_json(ann_path)
+    by_image: dict[int, list[dict]] = {}
+    for ann in data["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    folder = out_dir / "labels" / split
+    for image in data["images"]:
+        label = np.zeros((image["height"], image["width"]), np.uint8)
+        for ann in by_image.get(image["id"], []):
+            label[annotation_to_mask(ann["segmentation"], image["height"], image["width"]) > 0] = ann["category_id"]
+        write_label_map(folder / f"{Path(image['file_name']).stem}.png", label)
+    write_classes(out_dir / "classes.json", ["background", *(c["name"] for c in CATEGORIES)])
+    return folder

@@ -12,6 +12,9 @@ A task object is built from its typed recipe (a dataclass with a ``train:``
 5. ``model_spec(model)``: the checkpoint section the model is rebuilt from
    (:func:`densevision.engine.checkpoint.model_spec`).
 
+Optional: ``build_optimizer(model) -> (optimizer, scheduler)`` replaces the default SGD with
+``train``'s schedule; ``sync_bn = True`` turns BatchNorm into SyncBatchNorm when training under DDP.
+
 ``best_metric`` names the metric (higher is better) that selects ``best.pt``; ``collate_fn`` batches the
 training samples (None: PyTorch's default).
 """

@@ -69,11 +69,14 @@ def train_task(
     dataset = task.build_train_data()
     seed_everything(train.seed)
     model = task.build_model()
-    optimizer = build_optimizer(model, name="sgd", lr=train.lr, momentum=train.momentum,
-                                weight_decay=train.weight_decay)
-    scheduler = build_scheduler(optimizer, max_iters=train.iters, schedule=train.schedule,
-                                warmup_iters=train.warmup_iters, milestones=train.step_milestones(),
-                                power=train.power)
+    if hasattr(task, "build_optimizer"):  # a task whose recipe is not SGD builds its own
+        optimizer, scheduler = task.build_optimizer(model)
+    else:
+        optimizer = build_optimizer(model, name="sgd", lr=train.lr, momentum=train.momentum,
+                                    weight_decay=train.weight_decay)
+        scheduler = build_scheduler(optimizer, max_iters=train.iters, schedule=train.schedule,
+                                    warmup_iters=train.warmup_iters, milestones=train.step_milestones(),
+                                    power=train.power)
     loader = IterationLoader(dataset, train.batch_size, seed=train.seed, collate_fn=task.collate_fn,
                              num_workers=train.workers, pin_memory=dist.device.type == "cuda")
     evaluator = task.build_evaluator(Path(run_dir), dist.device)
@@ -98,6 +101,7 @@ def train_task(
         progress=progress,
         tensorboard=train.tensorboard,
         resume=resume,
+        sync_bn=bool(getattr(task, "sync_bn", False)),
     )
     summary = trainer.train()
     return {**summary, "run_dir": Path(run_dir), "checkpoint": trainer.checkpointer.last_path}

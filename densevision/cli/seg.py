@@ -1,0 +1,153 @@
+"""``densevision seg train|predict|eval``: semantic segmentation (UperNet, Semantic FPN, HRNetV2 heads).
+
+No heavy import at module level: the flags come from the torch-free config module.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from densevision.cli._spec import Group, Verb
+from densevision.cli._types import (
+    add_device_argument,
+    add_progress_argument,
+    add_trust_argument,
+    positive_int,
+)
+
+SEG = Group(
+    "seg", "semantic segmentation: train, predict, eval",
+    "Semantic segmentation on label-map data (images + single-channel PNGs of class indices, 255 = ignore): "
+    "train a segmenter on any zoo or timm: backbone, write label PNGs, score them (mIoU as mmsegmentation).",
+    (
+        Verb("train", "seg", "train a segmenter (UperNet / Semantic FPN / HRNetV2 head)", "add_train_arguments",
+             "run_train"),
+        Verb("predict", "seg", "write a label PNG per image with a trained segmenter", "add_predict_arguments",
+             "run_predict"),
+        Verb("eval", "seg", "mIoU / aAcc / mAcc of label PNGs against ground-truth label PNGs",
+             "add_eval_arguments", "run_eval"),
+    ),
+)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``seg train``: one per leaf of ``SegTrainConfig`` plus run directory, device, progress."""
+    from densevision.engine.config import add_config_flags
+    from densevision.segmentation.config import SegTrainConfig
+
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
+    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt with the same recipe")
+    add_device_argument(parser)
+    add_progress_argument(parser)
+    add_config_flags(parser, SegTrainConfig, aliases={"train.workers": ["--num-workers"],
+                                                      "train.batch_size": ["--batch"]})
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from densevision.engine import destroy_distributed, is_main_process
+    from densevision.engine.config import config_from_args
+    from densevision.io import check_outputs
+    from densevision.segmentation.config import SegTrainConfig
+    from densevision.segmentation.train import train_segmenter
+
+    config = config_from_args(args, SegTrainConfig)
+    data = config.data
+    check_outputs({"--out": args.out}, {"--train-images": data.train_images, "--train-labels": data.train_labels,
+                                        "--val-images": data.val_images, "--val-labels": data.val_labels,
+                                        "--classes": data.classes}, folders=("--out",))
+    try:
+        summary = train_segmenter(config, args.out, device=args.device, resume=args.resume,
+                                  progress=not args.no_progress)
+    finally:
+        destroy_distributed()
+    if is_main_process():
+        metrics = ", ".join(f"{k} {v:.2f}" for k, v in summary["metrics"].items())
+        print(f"{args.out}: {summary['iteration']} iterations; {metrics or 'no validation data'}")
+    return 0
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="RUN|FILE",
+                        help="`seg train` run directory (best.pt, else last.pt) or checkpoint file")
+    parser.add_argument("--images", required=True, metavar="DIR|FILE", help="image folder or one image")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the label PNGs (<stem>.png)")
+    parser.add_argument("--mode", choices=("whole", "slide"), default="whole",
+                        help="whole image (default) or sliding window")
+    parser.add_argument("--crop", type=positive_int, nargs=2, metavar=("H", "W"), help="window size (slide)")
+    parser.add_argument("--stride", type=positive_int, nargs=2, metavar=("H", "W"),
+                        help="window stride (slide; default 2/3 of --crop)")
+    add_device_argument(parser)
+    add_trust_argument(parser)
+    add_progress_argument(parser)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from densevision.engine.device import resolve_device
+    from densevision.errors import DenseVisionError
+    from densevision.io import check_outputs
+    from densevision.segmentation.model import load_segmenter
+    from densevision.segmentation.predict import predict_folder
+
+    check_outputs({"--out": args.out}, {"--images": args.images, "--checkpoint": args.checkpoint},
+                  folders=("--out",))
+    stride = args.stride
+    if args.mode == "slide":
+        if args.crop is None:
+            raise DenseVisionError("--mode slide needs --crop H W")
+        stride = stride or [max(1, 2 * c // 3) for c in args.crop]
+    model = load_segmenter(args.checkpoint, trust_checkpoint=args.trust_checkpoint).to(resolve_device(args.device))
+    written = predict_folder(model, args.images, args.out, mode=args.mode, crop=args.crop, stride=stride,
+                             progress=not args.no_progress)
+    print(f"{args.out}: {len(written)} label map(s)")
+    return 0
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pred", required=True, metavar="DIR", help="predicted label PNGs (<stem>.png)")
+    parser.add_argument("--labels", required=True, metavar="DIR", help="ground-truth label PNGs (<stem>.png)")
+    parser.add_argument("--classes", required=True, metavar="FILE", help="classes.json")
+    parser.add_argument("--ignore-index", type=int, default=255, help="label value left out (default 255)")
+    parser.add_argument("--reduce-zero-label", action="store_true",
+                        help="ground truth 0 = 'other' (ignored), v -> v-1 (ADE20K); predictions are not changed")
+    parser.add_argument("--out", metavar="metrics.json", help="write the metrics as JSON")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from densevision.data.labelmaps import invalid_values, read_classes, read_label_map
+    from densevision.errors import DataError
+    from densevision.evaluation.semantic import SemanticEvaluator, format_table
+    from densevision.io import check_outputs, write_json
+
+    check_outputs({"--out": args.out}, {"--pred": args.pred, "--labels": args.labels, "--classes": args.classes})
+    classes = read_classes(args.classes)
+    pred_dir, label_dir = Path(args.pred), Path(args.labels)
+    for folder, flag in ((pred_dir, "--pred"), (label_dir, "--labels")):
+        if not folder.is_dir():
+            raise DataError(f"{flag} {folder}: folder not found")
+    labels = sorted(label_dir.glob("*.png"))
+    if not labels:
+        raise DataError(f"--labels {label_dir}: no label PNGs")
+    missing = [p.name for p in labels if not (pred_dir / p.name).is_file()]
+    if missing:
+        raise DataError(f"--pred {pred_dir}: no prediction for {len(missing)} label file(s), e.g. {missing[0]}")
+    evaluator = SemanticEvaluator(classes, ignore_index=args.ignore_index)
+    for path in labels:
+        label = read_label_map(path, reduce_zero=args.reduce_zero_label)
+        pred = read_label_map(pred_dir / path.name)
+        if pred.shape != label.shape:
+            raise DataError(f"{pred_dir / path.name}: prediction is {pred.shape[1]}x{pred.shape[0]}, "
+                            f"label {path} is {label.shape[1]}x{label.shape[0]}")
+        bad = invalid_values(label, len(classes), args.ignore_index)
+        if bad:
+            listed = ", ".join(f"{v} ({c} px)" for v, c in sorted(bad.items()))
+            raise DataError(f"{path}: values {listed} are neither one of the {len(classes)} classes nor ignore "
+                            f"{args.ignore_index} (see `densevision data check`)")
+        evaluator.update(torch.from_numpy(pred), torch.from_numpy(label))
+    results = evaluator.results()
+    print(format_table(results))
+    if args.out:
+        write_json(args.out, results)
+    return 0

@@ -1,0 +1,111 @@
+"""Training a segmenter on a generic-layout data set: the segmentation task for
+:func:`densevision.engine.train_task`.
+
+Recipe (:class:`~densevision.segmentation.config.SegTrainConfig`): mmsegmentation's pipeline
+(:class:`~densevision.data.labelmaps.SegTrainTransform`), cross-entropy over the labelled pixels (255 ignored)
+plus ``aux_weight`` × the auxiliary head's, AdamW without weight decay on norms, biases and position tables,
+linear warm-up then poly decay. BatchNorm becomes SyncBatchNorm only under DDP. Validation: whole-image
+mIoU / aAcc / mAcc (:class:`~densevision.evaluation.semantic.SemanticEvaluator`); ``best.pt`` by mIoU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from densevision.data.labelmaps import LabelMapDataset, SegTrainTransform, pair_label_files, read_classes
+from densevision.engine import build_optimizer, build_scheduler, inference_on_dataset, train_task, unwrap_model
+from densevision.errors import DenseVisionError
+from densevision.evaluation.semantic import SemanticEvaluator
+from densevision.segmentation.config import SegTrainConfig
+from densevision.segmentation.model import Segmenter, build_segmenter, segmenter_spec
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """Mean cross-entropy of ``B×K×H×W`` logits over the pixels of ``B×H×W`` labels that are not
+    ``ignore_index`` (0, not NaN, when a batch has none)."""
+    total = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
+    return total / (labels != ignore_index).sum().clamp(min=1)
+
+
+class SegTask:
+    """Segmenter training (:class:`densevision.engine.Task`)."""
+
+    best_metric = "mIoU"
+    collate_fn = None
+    sync_bn = True
+
+    def __init__(self, config: SegTrainConfig) -> None:
+        self.config = config
+        self.classes: list[str] = []
+        self.val_set: LabelMapDataset | None = None
+
+    def _dataset(self, images: str, labels: str, transform: Any = None) -> LabelMapDataset:
+        data = self.config.data
+        return LabelMapDataset(pair_label_files(images, labels), len(self.classes), reduce_zero=data.reduce_zero_label,
+                               ignore_index=data.ignore_index, transform=transform)
+
+    def build_train_data(self) -> LabelMapDataset:
+        data = self.config.data
+        if data.train_images is None or data.train_labels is None or data.classes is None:
+            raise DenseVisionError("training data needed: --train-images DIR --train-labels DIR --classes FILE")
+        if (data.val_images is None) != (data.val_labels is None):
+            raise DenseVisionError("give both --val-images and --val-labels, or neither")
+        if len(data.crop) != 2 or min(data.crop) < 1:
+            raise DenseVisionError(f"--crop: expected two positive sizes H W, got {data.crop}")
+        self.classes = read_classes(data.classes)
+        transform = SegTrainTransform(data.crop, scale=data.scale, ratio_range=data.ratio_range,
+                                      cat_max_ratio=data.cat_max_ratio, flip=data.flip,
+                                      photometric=data.photometric, ignore_index=data.ignore_index)
+        train_set = self._dataset(data.train_images, data.train_labels, transform)
+        if data.val_images is not None:
+            self.val_set = self._dataset(data.val_images, data.val_labels)
+        return train_set
+
+    def build_model(self) -> Segmenter:
+        m = self.config.model
+        return build_segmenter(m.backbone, m.head, len(self.classes), weights=m.weights, channels=m.channels,
+                               fpn_channels=m.fpn_channels, dropout=m.dropout, aux=m.aux,
+                               aux_channels=m.aux_channels, classes=self.classes, backbone_kwargs=m.backbone_kwargs)
+
+    def build_optimizer(self, model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        train, solver = self.config.train, self.config.solver
+        optimizer = build_optimizer(model, name=solver.optimizer, lr=train.lr, weight_decay=train.weight_decay,
+                                    momentum=train.momentum, betas=tuple(solver.betas), filter_bias_and_bn=True)
+        scheduler = build_scheduler(optimizer, max_iters=train.iters, schedule=train.schedule,
+                                    warmup_iters=train.warmup_iters, warmup_factor=solver.warmup_factor,
+                                    milestones=train.step_milestones(), power=train.power)
+        return optimizer, scheduler
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        images, labels = batch
+        ignore = self.config.data.ignore_index
+        out = model(images, return_aux=True)
+        losses = {"loss_seg": masked_cross_entropy(out["seg"], labels, ignore)}
+        if "aux" in out:
+            losses["loss_aux"] = self.config.model.aux_weight * masked_cross_entropy(out["aux"], labels, ignore)
+        return losses
+
+    def build_evaluator(self, run_dir: Path, device: torch.device) -> Any:
+        if self.val_set is None or len(self.val_set) == 0:
+            return None
+        loader = DataLoader(self.val_set, batch_size=1, shuffle=False)  # whole images of any size
+        evaluator = SemanticEvaluator(self.classes, ignore_index=self.config.data.ignore_index)
+        return lambda model: inference_on_dataset(model, loader, evaluator,
+                                                  forward=lambda m, batch: m(batch[0].to(device)))
+
+    def model_spec(self, model: nn.Module) -> dict[str, Any]:
+        return segmenter_spec(unwrap_model(model))
+
+
+def train_segmenter(config: SegTrainConfig, run_dir: str | os.PathLike, *, device: str = "auto",
+                    resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train a segmenter with ``config`` into ``run_dir`` (checkpoints with the model spec, ``metrics.json``,
+    TensorBoard, ``config.yaml``); returns the summary of :func:`densevision.engine.train_task`."""
+    return train_task(SegTask(config), run_dir, device=device, resume=resume, progress=progress)

@@ -1,0 +1,46 @@
+"""The segmentation task's loss, optimizer groups and schedule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from densevision.segmentation.config import SegTrainConfig
+from densevision.segmentation.model import build_segmenter
+from densevision.segmentation.train import SegTask, masked_cross_entropy
+
+
+def test_masked_cross_entropy_ignores_255_and_is_zero_without_labels():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 4, 4))
+    labels[0, :2] = 255
+    torch.testing.assert_close(masked_cross_entropy(logits, labels, 255),
+                               F.cross_entropy(logits, labels, ignore_index=255))
+    empty = masked_cross_entropy(logits, torch.full((2, 4, 4), 255), 255)
+    assert float(empty.detach()) == 0.0
+    empty.backward()
+
+
+def test_loss_has_the_weighted_auxiliary_term_and_adamw_skips_norms_and_position_tables():
+    config = SegTrainConfig()
+    config.train.iters, config.train.warmup_iters = 10, 4
+    task = SegTask(config)
+    torch.manual_seed(0)
+    model = build_segmenter("swin_tiny_patch4_window7_224", "upernet", 3, channels=8, aux_channels=8,
+                            backbone_kwargs={"embed_dim": 12, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)})
+    losses = task.loss(model, (torch.rand(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))))
+    assert set(losses) == {"loss_seg", "loss_aux"}
+    assert float(losses["loss_aux"].detach()) == pytest.approx(0.4 * 1.0986, rel=0.2)  # 0.4 x about ln 3 at init
+    optimizer, scheduler = task.build_optimizer(model)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    no_decay = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    tables = [p for n, p in model.named_parameters() if n.endswith("relative_position_bias_table")]
+    assert tables and all(id(p) in no_decay for p in tables)
+    assert all(id(p) in no_decay for n, p in model.named_parameters() if ".norm" in n or n.endswith(".bias"))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(6e-5 * 1e-6)  # warm-up starts at 1e-6x
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(6e-5 * (1 - 4 / 10))  # then poly, power 1
+    assert task.sync_bn
