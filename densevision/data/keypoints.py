@@ -25,8 +25,9 @@ from densevision.data.coco import load_coco
 from densevision.data.images import ImageRecord, load_image, record_from_entry
 from densevision.errors import DataError
 
-# COCO's person OKS sigmas (pycocotools), in the order of COCO's 17 person keypoints.
-COCO_PERSON_SIGMAS = (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89)
+# COCO's person OKS sigmas (pycocotools' values / 10), in the order of COCO's 17 person keypoints.
+COCO_PERSON_SIGMAS = tuple(v / 10 for v in (
+    .26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89))
 COCO_PERSON_KEYPOINTS = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
     "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
