@@ -13,7 +13,8 @@ A task object is built from its typed recipe (a dataclass with a ``train:``
    (:func:`densevision.engine.checkpoint.model_spec`).
 
 ``best_metric`` names the metric (higher is better) that selects ``best.pt``; ``collate_fn`` batches the
-training samples (None: PyTorch's default).
+training samples (None: PyTorch's default); an optional ``optimizer`` attribute names the optimizer of
+:func:`~densevision.engine.optim.build_optimizer` (default ``"sgd"``).
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def train_task(
     dataset = task.build_train_data()
     seed_everything(train.seed)
     model = task.build_model()
-    optimizer = build_optimizer(model, name="sgd", lr=train.lr, momentum=train.momentum,
+    optimizer = build_optimizer(model, name=getattr(task, "optimizer", "sgd"), lr=train.lr, momentum=train.momentum,
                                 weight_decay=train.weight_decay)
     scheduler = build_scheduler(optimizer, max_iters=train.iters, schedule=train.schedule,
                                 warmup_iters=train.warmup_iters, milestones=train.step_milestones(),
