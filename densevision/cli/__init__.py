@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from densevision import __version__
 from densevision.cli._spec import Group, Registered, Verb
 from densevision.cli.detect import DETECT, EVAL, PREDICT, TRAIN
+from densevision.cli.pose import POSE
 from densevision.cli.seg import SEG
 from densevision.errors import DenseVisionError, UntrustedCheckpointError
 
@@ -28,6 +29,7 @@ COMMANDS: tuple[Group | Verb | Registered, ...] = (
     DETECT,
     Registered("bpr", "bpr", "boundary patch refinement of instance masks: patches, train, refine"),
     SEG,
+    POSE,
     Group("data", "make or check data sets", "Make the synthetic shapes data set or check a COCO data set.", (
         Verb("synth", "data", "write the synthetic shapes data set", "add_synth_arguments", "run_synth"),
         Verb("check", "data", "report every problem of a COCO instances file", "add_check_arguments", "run_check"),

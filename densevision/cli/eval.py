@@ -1,5 +1,5 @@
-"""``densevision detect eval`` (also ``densevision eval``): COCO bbox / segm / Boundary AP of a results json
-against a ground-truth json."""
+"""``densevision detect eval`` (also ``densevision eval``): COCO bbox / segm / Boundary / keypoint AP of a
+results json against a ground-truth json."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import argparse
 
 from densevision.cli._types import finite_float
 
-IOU_TYPES = ("bbox", "segm", "boundary")  # densevision.evaluation.coco.IOU_TYPES, without importing it
+# densevision.evaluation.coco.IOU_TYPES (the default) and ALL_IOU_TYPES, without importing it
+IOU_TYPES = ("bbox", "segm", "boundary")
+ALL_IOU_TYPES = (*IOU_TYPES, "keypoints")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,8 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gt", "--ann", dest="gt", required=True, metavar="GT.json", help="COCO ground-truth json")
     parser.add_argument("--results", required=True, metavar="RES.json", help="COCO results json")
-    parser.add_argument("--iou-types", nargs="+", choices=IOU_TYPES, default=list(IOU_TYPES),
-                        help="default: all three")
+    parser.add_argument("--iou-types", nargs="+", choices=ALL_IOU_TYPES, default=list(IOU_TYPES),
+                        help="default: bbox segm boundary; keypoints: OKS AP (results with 'keypoints')")
+    parser.add_argument("--kpt-sigmas", nargs="+", type=finite_float, metavar="SIGMA",
+                        help="OKS sigmas, one per keypoint, for keypoint categories whose entry has no "
+                             "'kpt_sigmas' (COCO's 17 person keypoints have theirs built in)")
     parser.add_argument("--dilation-ratio", type=finite_float, default=0.02,
                         help="boundary band width as a fraction of the image diagonal (default 0.02; Cityscapes "
                              "0.005)")
@@ -33,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from densevision.io import check_outputs, write_json
 
     check_outputs({"--out": args.out}, {"--gt": args.gt, "--results": args.results})
-    metrics = evaluate(args.gt, args.results, args.iou_types, dilation_ratio=args.dilation_ratio)
+    metrics = evaluate(args.gt, args.results, args.iou_types, dilation_ratio=args.dilation_ratio,
+                       kpt_sigmas=args.kpt_sigmas)
     print(format_table(metrics))
     if args.out:
         write_json(args.out, metrics)

@@ -9,8 +9,8 @@ import json
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``models``."""
     parser.description = (
-        "List registered models: parameters (millions, 1000 classes), GMACs of one forward call at the default "
-        "input size (torch.utils.flop_counter, FLOPs/2) and the default input size."
+        "List registered models: parameters (millions, 1000 classes; pose networks 17 joints), GMACs of one "
+        "forward call at the default input size (torch.utils.flop_counter, FLOPs/2) and the default input size."
     )
     parser.add_argument(
         "pattern", nargs="?", help="shell-style filter ('swin*') or a substring ('vit_small')"
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from densevision.flops import model_complexity
     from densevision.models import list_models
 
-    names = list_models(args.pattern)
+    names = list_models(args.pattern, kind=None)
     if not names:
         raise DenseVisionError(f"no model matches {args.pattern!r} (run `densevision models` for the list)")
     rows = [model_complexity(name) for name in names]

@@ -42,8 +42,8 @@ def check_result(
     optional: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A validated copy of one result: ``image_id``, ``category_id``, ``score`` and the geometry ``keys``
-    (``bbox`` as 4 floats, ``segmentation`` as compressed RLE), plus those of the geometry keys ``optional``
-    that the result has; ``DataError`` prefixed with ``where``.
+    (``bbox`` as 4 floats, ``segmentation`` as compressed RLE, ``keypoints`` as 3K floats), plus those of the
+    geometry keys ``optional`` that the result has; ``DataError`` prefixed with ``where``.
 
     ``images`` maps ids to entries with ``height`` and ``width``; ``category_ids=None`` accepts any integer.
     """
@@ -71,6 +71,11 @@ def check_result(
         if problem:
             raise DataError(f"{where}: {problem}")
         out["segmentation"] = to_rle(seg, h, w)
+    if "keypoints" in keys:
+        kpts = result["keypoints"]
+        if not isinstance(kpts, list) or not kpts or len(kpts) % 3 or not all(is_number(v) for v in kpts):
+            raise DataError(f"{where}: 'keypoints' must be a non-empty list of finite numbers [x, y, v] x K")
+        out["keypoints"] = [float(v) for v in kpts]
     return out
 
 

@@ -4,6 +4,10 @@ Five shape categories mixing sharp corners, thin parts, curves and holes (triang
 on textured, noisy backgrounds, with occlusion: each mask holds only the visible part and fully hidden instances
 are dropped. At 512×512, a detector run at a lower resolution (and Mask R-CNN's 28×28 mask head) misplaces these
 boundaries by several pixels, which is what boundary refinement corrects. Same seed, same bytes.
+
+Every instance also carries COCO keypoints (triangle vertices, square corners, star tips, the ends of an
+ellipse's or ring's axes) with visibility flags; they are computed from the same random draws, so images, masks
+and boxes are the bytes they were before keypoints existed.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ CATEGORIES = [
     {"id": 5, "name": "ring", "supercategory": "shape"},
 ]
 SPLITS = ("train", "val")
+# OKS sigma of every synthetic keypoint: as strict as COCO's eyes, fixed so that keypoint AP keeps its meaning.
+KPT_SIGMA = 0.025
+_KEYPOINTS = {1: ("vertex", 3), 2: ("corner", 4), 3: ("tip", 5), 4: ("axis_end", 4), 5: ("axis_end", 4)}
 _SHIFT = 4  # cv2 fixed-point bits: shapes are drawn with sub-pixel precision
 _MIN_VISIBLE_PIXELS = 16
 
@@ -55,9 +62,18 @@ def _regular_points(centre: np.ndarray, radii: np.ndarray, angle0: float) -> np.
     return centre + np.stack([np.cos(angles), np.sin(angles)], 1) * radii[:, None]
 
 
-def draw_shape(category_id: int, size: int, centre: np.ndarray, diameter: float,
-               rng: np.random.Generator) -> np.ndarray:
-    """Binary H×W mask of one shape of ``category_id`` with the given centre (x, y) and outer diameter."""
+def _clockwise_from_top(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """``points`` (K×2) ordered clockwise on screen from 12 o'clock: the shapes are drawn at random rotations,
+    and this order gives every keypoint a name that the image determines."""
+    d = points - centre
+    clockwise_from_up = np.mod(np.arctan2(d[:, 0], -d[:, 1]), 2 * np.pi)
+    return points[np.argsort(clockwise_from_up, kind="stable")]
+
+
+def shape_with_keypoints(category_id: int, size: int, centre: np.ndarray, diameter: float,
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Binary H×W mask of one shape of ``category_id`` with the given centre (x, y) and outer diameter, and its
+    keypoints (K×2 x, y; see :func:`keypoint_categories`) in the category's order."""
     r = diameter / 2
     angle0 = rng.uniform(0, 2 * np.pi)
     if category_id == 1:  # triangle: uneven angles give sharp corners
@@ -65,18 +81,27 @@ def draw_shape(category_id: int, size: int, centre: np.ndarray, diameter: float,
         angles[1] = max(angles[1], angles[0] + 0.6)
         angles[2] = min(max(angles[2], angles[1] + 0.6), angles[0] + 2 * np.pi - 0.6)
         pts = centre + np.stack([np.cos(angles), np.sin(angles)], 1) * r
-        return _polygon_mask(size, pts)
+        return _polygon_mask(size, pts), _clockwise_from_top(pts, centre)
     if category_id == 2:  # square
-        return _polygon_mask(size, _regular_points(centre, np.full(4, r), angle0))
+        pts = _regular_points(centre, np.full(4, r), angle0)
+        return _polygon_mask(size, pts), _clockwise_from_top(pts, centre)
     if category_id == 3:  # five-pointed star: thin spikes
         radii = np.tile([r, r * rng.uniform(0.35, 0.5)], 5)
-        return _polygon_mask(size, _regular_points(centre, radii, angle0))
+        pts = _regular_points(centre, radii, angle0)
+        return _polygon_mask(size, pts), _clockwise_from_top(pts[0::2], centre)
     axes = np.array([r, r * rng.uniform(0.5, 1.0)])
     outer = _ellipse_mask(size, centre, axes, np.degrees(angle0))
+    ends = _regular_points(centre, np.tile(axes, 2), angle0)  # the four ends of the two axes
     if category_id == 4:  # ellipse
-        return outer
+        return outer, _clockwise_from_top(ends, centre)
     inner = _ellipse_mask(size, centre, axes * rng.uniform(0.45, 0.65), np.degrees(angle0))
-    return outer & (1 - inner)  # ring with a hole
+    return outer & (1 - inner), _clockwise_from_top(ends, centre)  # ring with a hole
+
+
+def draw_shape(category_id: int, size: int, centre: np.ndarray, diameter: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """Binary H×W mask of one shape of ``category_id`` with the given centre (x, y) and outer diameter."""
+    return shape_with_keypoints(category_id, size, centre, diameter, rng)[0]
 
 
 def _background(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -107,24 +132,51 @@ def _texture(size: int, rng: np.random.Generator) -> np.ndarray:
 def render_image(size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
     """Render one image: returns H×W×3 uint8 RGB and ``(category_id, visible mask)`` pairs, fully hidden or
     nearly hidden instances dropped."""
+    image, instances = render_image_with_keypoints(size, rng)
+    return image, [(cat, mask) for cat, mask, _ in instances]
+
+
+def render_image_with_keypoints(
+    size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
+    """:func:`render_image` with each instance's keypoints: ``(category_id, visible mask, K×3 [x, y, v])``,
+    v = 2 visible, 1 covered by a later shape (occluded), 0 outside the image (then x = y = 0)."""
     image = _background(size, rng)
-    instances: list[tuple[int, np.ndarray]] = []
+    instances: list[tuple[int, np.ndarray, np.ndarray]] = []
     for _ in range(int(rng.integers(3, 9))):
         cat = int(rng.integers(1, len(CATEGORIES) + 1))
         diameter = size * float(np.exp(rng.uniform(np.log(0.05), np.log(0.6))))
         centre = rng.uniform(diameter / 4, size - diameter / 4, 2)
-        mask = draw_shape(cat, size, centre, diameter, rng)
+        mask, points = shape_with_keypoints(cat, size, centre, diameter, rng)
         if not mask.any():
             continue
         on = mask.astype(bool)
         image[on] = _texture(size, rng)[on]
-        for _, earlier in instances:
+        for _, earlier, keypoints in instances:
             earlier[on] = 0
-        instances.append((cat, mask))
+            _mark_occluded(keypoints, on)
+        instances.append((cat, mask, _keypoint_triplets(points, size)))
     image = cv2.GaussianBlur(image, (3, 3), 0.6)
     image += rng.normal(0, rng.uniform(2, 8), image.shape).astype(np.float32)
-    visible = [(c, m) for c, m in instances if int(m.sum()) >= _MIN_VISIBLE_PIXELS]
+    visible = [(c, m, k) for c, m, k in instances if int(m.sum()) >= _MIN_VISIBLE_PIXELS]
     return np.clip(image + 0.5, 0, 255).astype(np.uint8), visible
+
+
+def _keypoint_triplets(points: np.ndarray, size: int) -> np.ndarray:
+    """K×2 points -> K×3 ``[x, y, v]``: v = 2 inside the image, else ``[0, 0, 0]`` (COCO's "not labelled")."""
+    inside = ((points >= 0) & (points < size)).all(1)
+    out = np.zeros((len(points), 3), np.float64)
+    out[inside, :2] = points[inside]
+    out[inside, 2] = 2
+    return out
+
+
+def _mark_occluded(keypoints: np.ndarray, cover: np.ndarray) -> None:
+    """Visible keypoints (v = 2) whose pixel a later shape covers become occluded (v = 1)."""
+    for k in np.flatnonzero(keypoints[:, 2] == 2):
+        x, y = (int(v) for v in keypoints[k, :2])
+        if cover[y, x]:
+            keypoints[k, 2] = 1
 
 
 def _annotation(ann_id: int, image_id: int, category_id: int, mask: np.ndarray) -> dict:
@@ -140,6 +192,31 @@ def _annotation(ann_id: int, image_id: int, category_id: int, mask: np.ndarray) 
     }
 
 
+def keypoint_categories() -> list[dict]:
+    """:data:`CATEGORIES` with COCO keypoint fields. ``keypoints``: triangle vertices, square corners, star tips,
+    the four ends of an ellipse's or ring's axes, named ``<part>_<i>`` clockwise on screen from 12 o'clock;
+    ``skeleton``: the outline (1-based, as COCO); ``kpt_sigmas``: :data:`KPT_SIGMA` each; ``flip_pairs``
+    (1-based): a horizontal flip reverses the clockwise order, so keypoint i becomes keypoint K + 1 - i."""
+    out = []
+    for cat in CATEGORIES:
+        part, n = _KEYPOINTS[cat["id"]]
+        out.append({
+            **cat,
+            "keypoints": [f"{part}_{i}" for i in range(1, n + 1)],
+            "skeleton": [[i, i % n + 1] for i in range(1, n + 1)],
+            "kpt_sigmas": [KPT_SIGMA] * n,
+            "flip_pairs": [[i, n + 1 - i] for i in range(1, n // 2 + 1)],
+        })
+    return out
+
+
+def keypoint_fields(keypoints: np.ndarray) -> dict:
+    """The COCO annotation fields of K×3 ``[x, y, v]`` keypoints: ``keypoints`` (flat, 2 decimals) and
+    ``num_keypoints`` (labelled ones, v > 0)."""
+    return {"keypoints": [round(float(v), 2) if i % 3 < 2 else int(v) for i, v in enumerate(keypoints.ravel())],
+            "num_keypoints": int((keypoints[:, 2] > 0).sum())}
+
+
 def _write_png(path: Path, image_rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
@@ -150,7 +227,8 @@ def _write_png(path: Path, image_rgb: np.ndarray) -> None:
 
 def generate_split(out_dir: str | os.PathLike, split: str, count: int, *, size: int = 512, seed: int = 0,
                    progress: bool = True) -> Path:
-    """Write ``count`` images to ``out_dir/split/`` and ``out_dir/annotations/instances_{split}.json``.
+    """Write ``count`` images to ``out_dir/split/`` and ``out_dir/annotations/instances_{split}.json``
+    (instances with COCO keypoints: :func:`keypoint_categories`, :func:`keypoint_fields`).
 
     Image ``i`` of a split depends only on ``(seed, split, i)``; returns the json path.
     """
@@ -162,19 +240,19 @@ def generate_split(out_dir: str | os.PathLike, split: str, count: int, *, size: 
     images, annotations = [], []
     for i in tqdm(range(count), desc=f"synth {split}", disable=not progress, unit="img"):
         rng = np.random.default_rng([seed, SPLITS.index(split), i])
-        image, instances = render_image(size, rng)
+        image, instances = render_image_with_keypoints(size, rng)
         image_id = i + 1
         file_name = f"{image_id:06d}.png"
         _write_png(out_dir / split / file_name, image)
         images.append({"id": image_id, "file_name": file_name, "height": size, "width": size})
-        for cat, mask in instances:
-            annotations.append(_annotation(len(annotations) + 1, image_id, cat, mask))
+        for cat, mask, keypoints in instances:
+            annotations.append({**_annotation(len(annotations) + 1, image_id, cat, mask), **keypoint_fields(keypoints)})
     ann_path = out_dir / "annotations" / f"instances_{split}.json"
     write_json(ann_path, {
         "info": {"description": "densevision synthetic shapes", "seed": seed, "split": split, "size": size},
         "images": images,
         "annotations": annotations,
-        "categories": CATEGORIES,
+        "categories": keypoint_categories(),
     }, indent=None)
     return ann_path
 

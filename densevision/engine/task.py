@@ -16,7 +16,8 @@ Optional: ``build_optimizer(model) -> (optimizer, scheduler)`` replaces the defa
 ``train``'s schedule; ``sync_bn = True`` turns BatchNorm into SyncBatchNorm when training under DDP.
 
 ``best_metric`` names the metric (higher is better) that selects ``best.pt``; ``collate_fn`` batches the
-training samples (None: PyTorch's default).
+training samples (None: PyTorch's default); an optional ``optimizer`` attribute names the optimizer of
+:func:`~densevision.engine.optim.build_optimizer` (default ``"sgd"``).
 """
 
 from __future__ import annotations

@@ -72,8 +72,8 @@ def train_task(
     if hasattr(task, "build_optimizer"):  # a task whose recipe is not SGD builds its own
         optimizer, scheduler = task.build_optimizer(model)
     else:
-        optimizer = build_optimizer(model, name="sgd", lr=train.lr, momentum=train.momentum,
-                                    weight_decay=train.weight_decay)
+        optimizer = build_optimizer(model, name=getattr(task, "optimizer", "sgd"), lr=train.lr,
+                                    momentum=train.momentum, weight_decay=train.weight_decay)
         scheduler = build_scheduler(optimizer, max_iters=train.iters, schedule=train.schedule,
                                     warmup_iters=train.warmup_iters, milestones=train.step_milestones(),
                                     power=train.power)

@@ -1,5 +1,6 @@
 """COCO evaluation of a results list against a ground-truth set: bbox and segm AP by pycocotools' COCOeval,
-Boundary AP by :class:`BoundaryCOCOeval`, behind one evaluator protocol (reset / process / evaluate).
+Boundary AP by :class:`BoundaryCOCOeval`, keypoint (OKS) AP by :class:`KeypointCOCOeval` with per-category
+sigmas, behind one evaluator protocol (reset / process / evaluate).
 
 Metrics are COCOeval's 12 summary stats in percent; a stat COCOeval reports as -1 (no ground truth in that
 area range) becomes ``None``. For segm and boundary the result boxes are dropped, so small/medium/large use
@@ -13,20 +14,24 @@ import copy
 import io
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from densevision.data.coco import check_coco, coco_from_dict
 from densevision.data.jsonio import read_json
+from densevision.data.keypoints import category_sigmas
 from densevision.data.results import load_results
 from densevision.errors import DenseVisionError
 from densevision.evaluation.boundary import BandCache, BoundaryCOCOeval
 
-IOU_TYPES = ("bbox", "segm", "boundary")
+IOU_TYPES = ("bbox", "segm", "boundary")  # the default: instance segmentation
+ALL_IOU_TYPES = (*IOU_TYPES, "keypoints")
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+KEYPOINT_METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 Metrics = dict[str, dict[str, float | None]]
 
@@ -40,19 +45,71 @@ def check_iou_types(iou_types: str | Iterable[str]) -> tuple[str, ...]:
     """The IoU types as a tuple, each one of ``IOU_TYPES``, without repeats (one name may be a plain str)."""
     iou_types = tuple(dict.fromkeys([iou_types] if isinstance(iou_types, str) else iou_types))
     if not iou_types:
-        raise DenseVisionError(f"no IoU type given; expected some of {', '.join(IOU_TYPES)}")
+        raise DenseVisionError(f"no IoU type given; expected some of {', '.join(ALL_IOU_TYPES)}")
     for t in iou_types:
-        if t not in IOU_TYPES:
-            raise DenseVisionError(f"unknown IoU type {t!r}; expected some of {', '.join(IOU_TYPES)}")
+        if t not in ALL_IOU_TYPES:
+            raise DenseVisionError(f"unknown IoU type {t!r}; expected some of {', '.join(ALL_IOU_TYPES)}")
     return iou_types
 
 
 def _required_keys(iou_types: Sequence[str]) -> list[str]:
-    """The geometry keys the IoU types read: 'bbox' and/or 'segmentation'."""
+    """The geometry keys the IoU types read: 'bbox', 'segmentation', 'keypoints'."""
     keys = ["bbox"] if "bbox" in iou_types else []
     if {"segm", "boundary"} & set(iou_types):
         keys.append("segmentation")
+    if "keypoints" in iou_types:
+        keys.append("keypoints")
     return keys
+
+
+KptSigmas = Mapping[int, Sequence[float]]
+
+
+class KeypointCOCOeval(COCOeval):
+    """pycocotools' keypoint evaluation (``iouType="keypoints"``) with the OKS sigmas of each category
+    (``sigmas``: ``{category_id: [σ_1..σ_K]}``) instead of one global array."""
+
+    def __init__(self, coco_gt: COCO, coco_dt: COCO, sigmas: KptSigmas) -> None:
+        super().__init__(coco_gt, coco_dt, iouType="keypoints")
+        self.category_sigmas = {int(c): np.asarray(s, dtype=np.float64) for c, s in sigmas.items()}
+
+    def computeOks(self, imgId: int, catId: int):  # noqa: N802 (pycocotools' name)
+        self.params.kpt_oks_sigmas = self.category_sigmas[catId]
+        return super().computeOks(imgId, catId)
+
+
+def resolve_kpt_sigmas(coco_gt: COCO, kpt_sigmas: Sequence[float] | None = None) -> dict[int, list[float]]:
+    """OKS sigmas of every category with ``keypoints`` names: its ``kpt_sigmas`` entry, COCO's 17 person sigmas
+    for COCO's person keypoints, else ``kpt_sigmas`` (one value per keypoint); a category left without sigmas
+    is an error."""
+    out = {}
+    for cat_id, cat in coco_gt.cats.items():
+        names = cat.get("keypoints") or []
+        if not names:
+            continue
+        sigmas = category_sigmas(cat)
+        if sigmas is None and kpt_sigmas is not None:
+            sigmas = [float(v) for v in kpt_sigmas]
+        if sigmas is None:
+            raise DenseVisionError(f"category {cat_id} ({cat.get('name')}) has keypoints but no OKS sigmas: add "
+                                   "'kpt_sigmas' to its entry or pass --kpt-sigmas")
+        if len(sigmas) != len(names) or not all(math.isfinite(v) and v > 0 for v in sigmas):
+            raise DenseVisionError(f"category {cat_id} ({cat.get('name')}): {len(names)} keypoints need as many "
+                                   f"positive OKS sigmas, got {sigmas}")
+        out[cat_id] = sigmas
+    if not out:
+        raise DenseVisionError("keypoint evaluation: no ground-truth category has 'keypoints' names")
+    return out
+
+
+def _check_keypoint_counts(results: Sequence[dict[str, Any]], sigmas: KptSigmas) -> None:
+    for i, r in enumerate(results):
+        cat = r["category_id"]
+        if cat not in sigmas:
+            raise DenseVisionError(f"results: result {i}: category {cat} has no keypoints in the ground truth")
+        if len(r["keypoints"]) != 3 * len(sigmas[cat]):
+            raise DenseVisionError(f"results: result {i}: {len(r['keypoints'])} keypoint values, category {cat} "
+                                   f"needs 3 x {len(sigmas[cat])}")
 
 
 def load_coco_gt(gt: str | os.PathLike | dict | COCO, iou_types: Sequence[str] = IOU_TYPES) -> COCO:
@@ -83,22 +140,27 @@ def _empty_results(coco_gt: COCO) -> COCO:
 
 
 def _evaluate_type(
-    coco_gt: COCO, results: list[dict[str, Any]], iou_type: str, dilation_ratio: float, band_cache: BandCache
+    coco_gt: COCO, results: list[dict[str, Any]], iou_type: str, dilation_ratio: float, band_cache: BandCache,
+    kpt_sigmas: KptSigmas | None = None,
 ) -> dict[str, float | None]:
-    key = "bbox" if iou_type == "bbox" else "segmentation"
+    key = {"bbox": "bbox", "keypoints": "keypoints"}.get(iou_type, "segmentation")
     anns = [{"image_id": r["image_id"], "category_id": r["category_id"], "score": r["score"], key: r[key]}
             for r in results]
     with _quiet():
         coco_dt = coco_gt.loadRes(anns) if anns else _empty_results(coco_gt)
         if iou_type == "boundary":
             coco_eval = BoundaryCOCOeval(coco_gt, coco_dt, dilation_ratio, band_cache)
+        elif iou_type == "keypoints":
+            coco_eval = KeypointCOCOeval(coco_gt, coco_dt, kpt_sigmas)
+            coco_eval.params.catIds = sorted(kpt_sigmas)
         else:
             coco_eval = COCOeval(coco_gt, coco_dt, iouType=iou_type)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
     stats = coco_eval.stats.tolist()
-    return {name: 100.0 * v if v >= 0 else None for name, v in zip(METRIC_NAMES, stats, strict=True)}
+    names = KEYPOINT_METRIC_NAMES if iou_type == "keypoints" else METRIC_NAMES
+    return {name: 100.0 * v if v >= 0 else None for name, v in zip(names, stats, strict=True)}
 
 
 def _evaluate_coco(
@@ -107,11 +169,15 @@ def _evaluate_coco(
     iou_types: tuple[str, ...],
     dilation_ratio: float,
     band_cache: BandCache,
+    kpt_sigmas: Sequence[float] | None = None,
 ) -> Metrics:
     if not (math.isfinite(dilation_ratio) and dilation_ratio >= 0):
         raise DenseVisionError(f"dilation ratio must be a finite number >= 0, got {dilation_ratio}")
+    sigmas = resolve_kpt_sigmas(coco_gt, kpt_sigmas) if "keypoints" in iou_types else None
     checked = load_results(results, coco_gt.imgs, coco_gt.cats, _required_keys(iou_types))
-    return {t: _evaluate_type(coco_gt, checked, t, dilation_ratio, band_cache) for t in iou_types}
+    if sigmas is not None:
+        _check_keypoint_counts(checked, sigmas)
+    return {t: _evaluate_type(coco_gt, checked, t, dilation_ratio, band_cache, sigmas) for t in iou_types}
 
 
 def evaluate(
@@ -120,14 +186,16 @@ def evaluate(
     iou_types: str | Iterable[str] = IOU_TYPES,
     *,
     dilation_ratio: float = 0.02,
+    kpt_sigmas: Sequence[float] | None = None,
 ) -> Metrics:
     """COCO metrics of ``results`` against ``gt``: {iou_type: {'AP': ..., 'AP50': ..., ...}} in percent.
 
     ``gt``: a COCO json path, dict or pycocotools COCO; ``results``: a json path or a list of result dicts.
     ``dilation_ratio`` sets the boundary band width for 'boundary' (0.02 for COCO, 0.005 for Cityscapes).
+    ``kpt_sigmas``: OKS sigmas for keypoint categories without their own (see :func:`resolve_kpt_sigmas`).
     """
     iou_types = check_iou_types(iou_types)
-    return _evaluate_coco(load_coco_gt(gt, iou_types), results, iou_types, dilation_ratio, {})
+    return _evaluate_coco(load_coco_gt(gt, iou_types), results, iou_types, dilation_ratio, {}, kpt_sigmas)
 
 
 class CocoEvaluator:
@@ -143,9 +211,11 @@ class CocoEvaluator:
         iou_types: str | Iterable[str] = IOU_TYPES,
         *,
         dilation_ratio: float = 0.02,
+        kpt_sigmas: Sequence[float] | None = None,
     ) -> None:
         self.iou_types = check_iou_types(iou_types)
         self.dilation_ratio = dilation_ratio
+        self.kpt_sigmas = kpt_sigmas
         self.coco_gt = load_coco_gt(gt, self.iou_types)
         self.predictions: list[dict[str, Any]] = []
         self._band_cache: BandCache = {}
@@ -162,7 +232,7 @@ class CocoEvaluator:
         """Metrics of the processed predictions, or of ``predictions`` (e.g. gathered from all ranks)."""
         predictions = self.predictions if predictions is None else predictions
         return _evaluate_coco(
-            self.coco_gt, predictions, self.iou_types, self.dilation_ratio, self._band_cache
+            self.coco_gt, predictions, self.iou_types, self.dilation_ratio, self._band_cache, self.kpt_sigmas
         )
 
 
@@ -170,6 +240,6 @@ def format_table(metrics: Metrics, names: Sequence[str] = METRIC_NAMES[:6]) -> s
     """A plain-text table: one row per IoU type, one column per metric ('-' where undefined)."""
     lines = [f"{'iou type':<10}" + "".join(f"{n:>8}" for n in names)]
     for iou_type, values in metrics.items():
-        cells = ("-" if values[n] is None else f"{values[n]:.2f}" for n in names)
+        cells = ("-" if values.get(n) is None else f"{values[n]:.2f}" for n in names)
         lines.append(f"{iou_type:<10}" + "".join(f"{c:>8}" for c in cells))
     return "\n".join(lines)

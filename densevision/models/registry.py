@@ -20,13 +20,17 @@ from densevision.models.checkpoint import load_pretrained
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _FAMILIES: dict[str, str] = {}
+_KINDS: dict[str, str] = {}
+BACKBONE = "backbone"
 
 
-def register_model(fn: Callable[..., nn.Module] | None = None, *, join_timm: bool = False):
+def register_model(fn: Callable[..., nn.Module] | None = None, *, join_timm: bool = False, kind: str = BACKBONE):
     """Register a variant function under its ``__name__``.
 
     With ``join_timm=True`` the variant is also added to timm's own registry (for architectures timm lacks),
-    so ``timm.create_model(name, features_only=True)`` works after ``import densevision``.
+    so ``timm.create_model(name, features_only=True)`` works after ``import densevision``. ``kind`` is
+    ``"backbone"`` (classifier + ``features_only`` extractor, the default) or a task's name for a complete task
+    network (``"pose"``) that takes its own arguments instead of ``num_classes``.
     """
 
     def decorate(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -35,6 +39,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, join_timm: boo
             raise ValueError(f"model {name!r} registered twice")
         _MODELS[name] = f
         _FAMILIES[name] = f.__module__.rsplit(".", 1)[-1]
+        _KINDS[name] = kind
         if join_timm:
             _join_timm_registry(name, f)
         return f
@@ -93,10 +98,11 @@ def build_variant(
     return model
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Sorted names of registered models, optionally filtered by a shell-style pattern (``"swin*"``)."""
+def list_models(pattern: str | None = None, *, kind: str | None = BACKBONE) -> list[str]:
+    """Sorted names of registered models of ``kind`` (None: every kind), optionally filtered by a shell-style
+    pattern (``"swin*"``)."""
     _import_families()
-    names = sorted(_MODELS)
+    names = sorted(n for n in _MODELS if kind is None or _KINDS[n] == kind)
     if pattern:
         glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
         names = [n for n in names if fnmatch.fnmatch(n, glob)]
@@ -138,10 +144,13 @@ def create_model(
         out_indices: which feature levels to return (default: all four, strides 4/8/16/32).
         trust_checkpoint: allow checkpoints that need full unpickling.
         **kwargs: timm's common arguments (``in_chans``, ``drop_rate``, ``drop_path_rate``, ``global_pool``) and
-            architecture overrides passed to the model class.
+            architecture overrides passed to the model class; task networks take their own (``num_joints`` of a
+            pose network) and ignore ``num_classes``.
     """
     fn = _lookup(name)
-    if features_only:
+    if _KINDS[name] != BACKBONE:
+        model = fn(features_only=features_only, **kwargs)
+    elif features_only:
         model = fn(features_only=True, out_indices=out_indices, **kwargs)
     else:
         model = fn(num_classes=num_classes, **kwargs)

@@ -238,8 +238,8 @@ def test_bad_ground_truth_and_arguments(coco_set, tmp_path):
     path.write_text(json.dumps(bad))
     with pytest.raises(DataError, match=f"^{path}: annotation id 1: missing 'area'$"):
         evaluate(path, results)
-    with pytest.raises(DenseVisionError, match="unknown IoU type 'keypoints'"):
-        evaluate(gt, results, ["segm", "keypoints"])
+    with pytest.raises(DenseVisionError, match="unknown IoU type 'panoptic'"):
+        evaluate(gt, results, ["segm", "panoptic"])
     with pytest.raises(DenseVisionError, match="no IoU type given"):
         evaluate(gt, results, [])
     assert list(evaluate(gt, results, "segm")) == ["segm"]

@@ -1,0 +1,122 @@
+"""``densevision pose train|predict``: top-down keypoint estimation (pose HRNet, or a heatmap head on any zoo or
+timm backbone) on COCO keypoint data. ``train``'s flags are generated from
+:class:`densevision.pose.config.PoseTrainConfig`."""
+
+from __future__ import annotations
+
+import argparse
+
+from densevision.cli._spec import Group, Verb
+from densevision.cli._types import (
+    add_device_argument,
+    add_progress_argument,
+    add_trust_argument,
+    positive_int,
+    probability,
+)
+
+TRAIN_DESCRIPTION = (
+    "Train a top-down pose network on COCO keypoint data (any categories with 'keypoints' names) with periodic "
+    "OKS AP on the validation boxes. Every configuration value has a flag, can come from --config FILE.yaml "
+    "(e.g. a run's config.yaml) and can be overridden with --set key.path=value. The run directory gets "
+    "config.yaml, checkpoints (last.pt, best.pt), metrics.json and eval/; `densevision pose predict --checkpoint "
+    "RUN_DIR` needs nothing else."
+)
+PREDICT_DESCRIPTION = (
+    "Predict keypoints in boxes: the ground-truth boxes of --ann (--gt-boxes) or the boxes of a COCO results "
+    "file (--boxes, e.g. `densevision detect predict` output). Writes COCO keypoint results "
+    "({image_id, category_id, keypoints: [x, y, score] x K, score}) for `densevision eval --iou-types keypoints`."
+)
+
+POSE = Group(
+    "pose", "top-down keypoint estimation: train, predict",
+    "Top-down pose estimation on COCO keypoint data: train a heatmap network, predict keypoints in boxes.",
+    (
+        Verb("train", "pose", "train a pose network (pose HRNet or a backbone with a heatmap head)",
+             "add_train_arguments", "run_train"),
+        Verb("predict", "pose", "predict COCO keypoints in given boxes", "add_predict_arguments", "run_predict"),
+    ),
+)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``pose train``."""
+    from densevision.engine.config import add_config_flags
+    from densevision.pose.config import PoseTrainConfig
+
+    parser.description = TRAIN_DESCRIPTION
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
+    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt with the same recipe")
+    add_device_argument(parser)
+    add_progress_argument(parser)
+    add_config_flags(parser, PoseTrainConfig, aliases={"train.workers": ["--num-workers"],
+                                                        "train.batch_size": ["--batch"]})
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train, then print where the run is and its last evaluation."""
+    from densevision.engine import destroy_distributed, is_main_process
+    from densevision.engine.config import config_from_args
+    from densevision.io import check_outputs
+    from densevision.pose.config import PoseTrainConfig
+    from densevision.pose.train import train_pose
+
+    config = config_from_args(args, PoseTrainConfig)
+    data = config.data
+    check_outputs({"--out": args.out}, {"--data": data.data, "--train-json": data.train_json,
+                                        "--train-images": data.train_images, "--val-json": data.val_json,
+                                        "--val-images": data.val_images, "--weights": config.model.weights})
+    try:
+        summary = train_pose(config, args.out, device=args.device, resume=args.resume, progress=not args.no_progress)
+    finally:
+        destroy_distributed()
+    if is_main_process():
+        print(f"trained {summary['iteration']} iterations; checkpoint: {summary['checkpoint']}")
+        if "keypoints/AP" in summary["metrics"]:
+            print(f"keypoints/AP: {summary['metrics']['keypoints/AP']:.2f}")
+    return 0
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``pose predict``."""
+    parser.description = PREDICT_DESCRIPTION
+    parser.add_argument("--checkpoint", required=True, metavar="RUN", help="run directory or checkpoint file")
+    parser.add_argument("--images", required=True, metavar="DIR", help="image folder (or one image file)")
+    parser.add_argument("--out", required=True, metavar="RESULTS.json", help="COCO keypoint results")
+    parser.add_argument("--ann", metavar="GT.json", help="COCO json of the images (ids, file names, boxes)")
+    boxes = parser.add_mutually_exclusive_group(required=True)
+    boxes.add_argument("--gt-boxes", action="store_true", help="use the ground-truth boxes of --ann")
+    boxes.add_argument("--boxes", metavar="R.json", help="COCO results with the boxes (bbox, category_id, score)")
+    parser.add_argument("--min-box-score", type=probability, default=0.0, help="ignore --boxes below this score")
+    parser.add_argument("--no-flip-test", action="store_true", help="skip the flipped pass (twice as fast)")
+    parser.add_argument("--batch-size", "--batch", type=positive_int, default=32, help="crops per forward pass")
+    add_device_argument(parser)
+    add_trust_argument(parser)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Load the network, read the boxes, predict, write the results."""
+    from densevision.data.keypoints import KeypointLayout
+    from densevision.data.results import write_results
+    from densevision.engine import resolve_device
+    from densevision.errors import DenseVisionError
+    from densevision.io import check_outputs
+    from densevision.pose import load_pose_model
+    from densevision.pose.predict import gt_box_instances, predict_keypoints, result_box_instances
+
+    if args.gt_boxes and args.ann is None:
+        raise DenseVisionError("--gt-boxes needs --ann GT.json")
+    check_outputs({"--out": args.out}, {"--checkpoint": args.checkpoint, "--images": args.images,
+                                        "--ann": args.ann, "--boxes": args.boxes})
+    model, meta = load_pose_model(args.checkpoint, trust_checkpoint=args.trust_checkpoint)
+    layout = KeypointLayout(meta["categories"], f"{args.checkpoint} (model spec)")
+    if args.gt_boxes:
+        instances = gt_box_instances(args.ann, args.images, layout)
+    else:
+        instances = result_box_instances(args.boxes, args.images, layout, ann=args.ann, min_score=args.min_box_score)
+    device = resolve_device(args.device)
+    results = predict_keypoints(model.to(device), instances, layout, batch_size=args.batch_size, device=device,
+                                flip_test=not args.no_flip_test)
+    write_results(args.out, results)
+    print(f"{len(results)} instances with keypoints written to {args.out}")
+    return 0

@@ -1,0 +1,99 @@
+"""COCO keypoint layouts, top-down crop geometry and Gaussian heatmap targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densevision.data.keypoints import (
+    COCO_PERSON_KEYPOINTS,
+    Augment,
+    KeypointLayout,
+    TopDownDataset,
+    apply_affine,
+    box_to_center_size,
+    crop_transform,
+    flip_pairs_from_names,
+    gaussian_targets,
+    load_keypoint_instances,
+)
+from densevision.data.synthetic import generate
+from densevision.errors import DataError
+
+
+def test_flip_pairs_of_coco_person_names() -> None:
+    pairs = flip_pairs_from_names(COCO_PERSON_KEYPOINTS)
+    assert pairs == [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
+
+
+def test_layout_stacks_categories_and_mirrors_channels() -> None:
+    layout = KeypointLayout([
+        {"id": 7, "name": "tri", "keypoints": ["a", "b", "c"], "flip_pairs": [[1, 3]], "kpt_sigmas": [.1] * 3},
+        {"id": 2, "name": "hand", "keypoints": ["left_x", "right_x"]},
+        {"id": 3, "name": "box"},
+    ])
+    assert list(layout.categories) == [2, 7]
+    assert layout.num_joints == 5 and layout.categories[7].channels == slice(2, 5)
+    assert layout.flip_index == [1, 0, 4, 3, 2]
+    assert layout.categories[2].sigmas is None and layout.categories[7].sigmas == (.1, .1, .1)
+    assert KeypointLayout(layout.to_meta()).flip_index == layout.flip_index
+    with pytest.raises(DataError, match="2 kpt_sigmas for 3 keypoints"):
+        KeypointLayout([{"id": 1, "keypoints": ["a", "b", "c"], "kpt_sigmas": [1, 2]}])
+    with pytest.raises(DataError, match="no category has 'keypoints'"):
+        KeypointLayout([{"id": 1, "name": "x"}])
+
+
+def test_box_padded_to_aspect_and_enlarged() -> None:
+    center, size = box_to_center_size([10, 20, 30, 20], aspect=0.75)
+    assert np.allclose(center, [25, 30]) and np.allclose(size, [30 * 1.25, 40 * 1.25])
+    center, size = box_to_center_size([0, 0, 6, 40], aspect=0.75)
+    assert np.allclose(size, [30 * 1.25, 40 * 1.25])
+
+
+def test_crop_transform_maps_the_box_onto_the_crop_and_back() -> None:
+    center, size = np.array([50.0, 40.0]), np.array([30.0, 40.0])
+    for rotation in (0.0, 30.0):
+        m = crop_transform(center, size, (64, 48), rotation)
+        assert np.allclose(apply_affine(center[None], m), [[24, 32]])
+        inv = crop_transform(center, size, (64, 48), rotation, inverse=True)
+        pts = np.array([[3.0, 7.0], [40.0, 60.0]])
+        assert np.allclose(apply_affine(apply_affine(pts, m), inv), pts, atol=1e-4)
+    m = crop_transform(center, size, (64, 48))
+    assert np.allclose(apply_affine(np.array([[35.0, 20.0], [65.0, 60.0]]), m), [[0, 0], [48, 64]])
+
+
+def test_gaussian_targets() -> None:
+    joints = np.array([[5.4, 7.6], [-10.0, 3.0], [11.0, 2.0]])
+    target, weight = gaussian_targets(joints, np.array([True, True, False]), (16, 12), sigma=2)
+    assert target.shape == (3, 16, 12)
+    assert target[0, 8, 5] == 1.0 and np.unravel_index(target[0].argmax(), (16, 12)) == (8, 5)
+    assert np.isclose(target[0, 8, 7], np.exp(-4 / 8))
+    assert weight.tolist() == [1.0, 0.0, 0.0] and not target[1:].any()
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, train=2, val=0, size=128, seed=3, progress=False)
+    return root
+
+
+def test_dataset_targets_follow_keypoints_and_flip_swaps_pairs(synth) -> None:
+    instances, layout = load_keypoint_instances(synth / "annotations/instances_train.json", synth / "train")
+    assert layout.num_joints == 3 + 4 + 5 + 4 + 4 and instances
+    plain = TopDownDataset(instances, layout, input_size=(64, 48))
+    flipped = TopDownDataset(instances, layout, input_size=(64, 48), augment=Augment(scale=0, rotation_prob=0,
+                                                                                       flip=1.0))
+    for i in range(min(len(instances), 6)):
+        image, target, weight, index = plain[i]
+        assert image.shape == (3, 64, 48) and target.shape == (20, 16, 12) and index == i
+        cat = layout.categories[instances[i].category_id]
+        outside = np.ones(20, bool)
+        outside[cat.channels] = False
+        assert not weight[outside].any() and not target[outside].any()
+        _, target_f, weight_f, _ = flipped[i]
+        assert weight_f.tolist() == weight[layout.flip_index].tolist()
+        for j in np.flatnonzero(weight.numpy()):
+            y, x = np.unravel_index(int(target[j].argmax()), (16, 12))
+            yf, xf = np.unravel_index(int(target_f[layout.flip_index[j]].argmax()), (16, 12))
+            assert yf == y and abs((11 - xf) - x) <= 1

@@ -1,0 +1,61 @@
+"""Synthetic shapes with keypoints -> ``pose train`` (tiny pose HRNet, a few iterations) -> ``pose predict`` with
+ground-truth boxes and with a boxes file -> ``eval --iou-types keypoints``, all through the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from densevision.cli import main
+from densevision.data.synthetic import generate
+
+TINY = "{width: 4, stage1_blocks: 1, stage1_planes: 8, num_modules: [1, 1, 1], num_blocks: [1, 1, 1]}"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pose")
+    generate(root / "synth", train=3, val=2, size=96, seed=0, progress=False)
+    args = ["pose", "train", "--data", str(root / "synth"), "--model", "pose_hrnet_w32", "--overrides", TINY,
+            "--input-size", "64", "48", "--iters", "3", "--batch-size", "4", "--eval-batch-size", "16",
+            "--checkpoint-every", "3", "--log-every", "1", "--no-tensorboard", "--no-progress", "--device", "cpu",
+            "--out", str(root / "run")]
+    assert main(args) == 0
+    return root
+
+
+def test_train_writes_a_pose_checkpoint_with_validation_ap(run) -> None:
+    metrics = json.loads((run / "run" / "eval" / "coco_metrics.json").read_text())
+    assert 0 <= metrics["keypoints"]["AP"] <= 100
+    assert (run / "run" / "last.pt").is_file() and (run / "run" / "config.yaml").is_file()
+
+
+def test_predict_with_gt_boxes_then_eval(run, capsys) -> None:
+    val_json = run / "synth" / "annotations" / "instances_val.json"
+    out = run / "res.json"
+    assert main(["pose", "predict", "--checkpoint", str(run / "run"), "--images", str(run / "synth" / "val"),
+                 "--ann", str(val_json), "--gt-boxes", "--out", str(out), "--device", "cpu"]) == 0
+    results = json.loads(out.read_text())
+    gt = json.loads(val_json.read_text())
+    assert len(results) == len(gt["annotations"])
+    sizes = {c["id"]: len(c["keypoints"]) for c in gt["categories"]}
+    assert all(len(r["keypoints"]) == 3 * sizes[r["category_id"]] for r in results)
+    assert main(["eval", "--gt", str(val_json), "--results", str(out), "--iou-types", "keypoints",
+                 "--out", str(run / "m.json")]) == 0
+    assert 0 <= json.loads((run / "m.json").read_text())["keypoints"]["AP"] <= 100
+
+    boxes = run / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+                                  "score": 1.0} for a in gt["annotations"]]))
+    out2 = run / "res2.json"
+    assert main(["pose", "predict", "--checkpoint", str(run / "run"), "--images", str(run / "synth" / "val"),
+                 "--ann", str(val_json), "--boxes", str(boxes), "--out", str(out2), "--device", "cpu"]) == 0
+    assert [r["keypoints"] for r in json.loads(out2.read_text())] == [r["keypoints"] for r in results]
+
+
+def test_predict_refuses_to_overwrite_an_input(run, capsys) -> None:
+    val_json = run / "synth" / "annotations" / "instances_val.json"
+    assert main(["pose", "predict", "--checkpoint", str(run / "run"), "--images", str(run / "synth" / "val"),
+                 "--ann", str(val_json), "--gt-boxes", "--out", str(val_json)]) == 2
+    assert "--out" in capsys.readouterr().err
