@@ -15,8 +15,7 @@ Names are imported lazily, so ``densevision.detection.config`` loads without tor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from densevision.lazy import lazy_exports
 
 _EXPORTS = {
     "cascade": ("CascadeRoIHeads", "build_cascade_roi_heads"),
@@ -28,18 +27,4 @@ _EXPORTS = {
     "results": ("detections_to_coco", "write_results"),
     "train": ("DetectionTask", "train_detector"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ Names are imported lazily, so ``densevision.refine.config`` loads without torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from densevision.lazy import lazy_exports
 
 _EXPORTS = {
     "config": ("RefineNetConfig", "RefineTrainConfig"),
@@ -18,18 +17,4 @@ _EXPORTS = {
     "pipeline": ("refine_results",),
     "train": ("RefineTask", "patch_miou", "train_refiner"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ Names are imported lazily, so ``densevision.segmentation.config`` loads without 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from densevision.lazy import lazy_exports
 
 _EXPORTS = {
     "config": ("SegmenterConfig", "SegTrainConfig"),
@@ -16,18 +15,4 @@ _EXPORTS = {
     "predict": ("predict_folder", "predict_image", "slide_inference"),
     "train": ("SegTask", "train_segmenter"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
