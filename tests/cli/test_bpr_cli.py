@@ -11,6 +11,7 @@ import torch
 from densevision.cli import main
 from densevision.data.coco import read_json
 from densevision.data.synthetic import generate
+from densevision.detection import build_mask_rcnn
 from densevision.evaluation import evaluate
 from densevision.refine.network import build_refine_net, refine_net_spec
 
@@ -64,8 +65,6 @@ def test_patches_train_refine_evaluate(data, capsys):
 
 
 def test_patches_from_a_detector_checkpoint(data, tmp_path, capsys):
-    from densevision.detection import build_mask_rcnn
-
     torch.manual_seed(0)
     detector = build_mask_rcnn("timm:mobilenetv3_small_050", 5, min_size=64, max_size=96)
     categories = [{"id": c["id"], "name": c["name"]} for c in read_json(data["val_json"])["categories"]]
@@ -86,11 +85,16 @@ def test_refine_without_ground_truth_reads_the_results_image_list(data, tmp_path
     folder.mkdir()
     for img in val["images"]:
         (folder / img["file_name"]).write_bytes((data["synth"] / "val" / img["file_name"]).read_bytes())
-    ids = {img["id"]: k + 1 for k, img in enumerate(sorted(val["images"], key=lambda i: i["file_name"]))}
-    listing = {"images": [{**img, "id": ids[img["id"]]} for img in val["images"]], "categories": val["categories"]}
-    (tmp_path / "res.images.json").write_text(json.dumps(listing))
-    coarse = [{**r, "image_id": ids[r["image_id"]]} for r in json.loads(data["val_results"].read_text())]
-    (tmp_path / "res.json").write_text(json.dumps(coarse))
+    torch.manual_seed(0)
+    detector = build_mask_rcnn("timm:mobilenetv3_small_050", 5, min_size=64, max_size=96, box_detections_per_img=4)
+    categories = [{"id": c["id"], "name": c["name"]} for c in val["categories"]]
+    torch.save({"model": detector.state_dict(),
+                "config": {"detector": {"model": detector.config, "categories": categories}}}, tmp_path / "det.pt")
+    assert main(["detect", "predict", "--checkpoint", str(tmp_path / "det.pt"), "--images", str(folder),
+                 "--out", str(tmp_path / "res.json"), "--score-thr", "0", "--device", "cpu", "--no-progress"]) == 0
+    assert (tmp_path / "res.images.json").is_file()
+    coarse = json.loads((tmp_path / "res.json").read_text())
+    assert coarse
     run = tmp_path / "run"
     run.mkdir()
     torch.manual_seed(0)
@@ -100,7 +104,8 @@ def test_refine_without_ground_truth_reads_the_results_image_list(data, tmp_path
     assert main(["bpr", "refine", "--images", str(folder), "--results", str(tmp_path / "res.json"),
                  "--checkpoint", str(run), "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
     refined = json.loads(out.read_text())
-    assert [(r["image_id"], r["bbox"]) for r in refined] == [(r["image_id"], r["bbox"]) for r in coarse]
+    assert [(r["image_id"], r["score"], r["bbox"]) for r in refined] == \
+        [(r["image_id"], r["score"], r["bbox"]) for r in coarse]
     (tmp_path / "res.images.json").unlink()
     assert main(["bpr", "refine", "--images", str(folder), "--results", str(tmp_path / "res.json"),
                  "--checkpoint", str(run), "--out", str(out), "--device", "cpu"]) == 2
