@@ -166,6 +166,8 @@ def test_upper_bound_reports_restored_ap(tmp_path, capsys):
      "expected auto, cpu, cuda or cuda:N, got 'tpu'"),
     (["refine", "--ann", "{val_json}", "--images", "x", "--results", "{val_results}", "--checkpoint",
       "{missing}", "--out", "o.json"], "checkpoint file or run directory not found"),
+    (["refine", "--ann", "{val_json}", "--results", "{val_results}", "--out", "o.json"],
+     "--checkpoint and --images are required (unless --upper-bound)"),
 ])
 def test_errors_are_one_line(data, tmp_path, capsys, args, message):
     values = {"missing": str(tmp_path / "missing"), "val_json": str(data["val_json"]),
