@@ -17,6 +17,7 @@ _EXPORTS = {
     "patches": ("boundary_map", "boundary_scores", "crop_patches", "decode_masks", "propose_patches"),
     "pipeline": ("refine_results",),
     "train": ("RefineTask", "patch_miou", "train_refiner"),
+    "upper_bound": ("boundary_band", "match_greedy", "restore_band", "upper_bound_results"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)
