@@ -38,7 +38,7 @@ from densevision.refine.dataset import build_patch_dataset
 from densevision.refine.network import load_refine_net
 from densevision.refine.pipeline import refine_results
 from densevision.refine.train import train_refiner
-from densevision.report import write_demo_figures
+from densevision.report import gain_table, write_demo_figures
 
 ASSETS = Path(__file__).parent / "assets"
 DETECTOR_FILE = "demo_detector.pt"
@@ -296,6 +296,8 @@ def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float]
     gain = {t: metrics["refined"][t]["AP"] - metrics["coarse"][t]["AP"] for t in IOU_TYPES}
     lines += ["## Refinement gain (AP points)", "",
               " | ".join(f"{t}: {gain[t]:+.2f}" for t in IOU_TYPES), "",
+              "## Refinement gain per area range (small < 32², medium < 96², large)", "",
+              gain_table(metrics, ("segm", "boundary"), ("AP", "APs", "APm", "APl")), "",
               "## Timings (s)", "", *[f"- {k}: {v:.1f}" for k, v in timings.items()], "",
               "## Weights", ""]
     for name, w in weights.items():

@@ -1,5 +1,5 @@
-"""Figures for the demo report: detections next to the ground truth, boundary close-ups before and after
-refinement, and the detector's learning curve."""
+"""The demo report's parts: tables of AP gains over a baseline, and figures (detections next to the ground truth,
+boundary close-ups before and after refinement, the detector's learning curve)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,29 @@ from densevision.io import atomic_open
 from densevision.viz import draw_coco_results
 
 GT_COLOUR, COARSE_COLOUR, REFINED_COLOUR = (0, 200, 0), (230, 30, 30), (30, 120, 255)
+IOU_TYPE_NAMES = {"bbox": "bbox", "segm": "segm", "boundary": "Boundary"}
+
+
+def gain_table(rows: Mapping[str, Mapping[str, Mapping[str, float | None]]], iou_types: Sequence[str],
+               names: Sequence[str], base: str = "coarse") -> str:
+    """A markdown table of metrics, one row per entry of ``rows`` (``{row: {iou_type: {name: AP or None}}}``),
+    one column per (IoU type, metric name); every row but ``base`` shows its difference to ``base`` in
+    parentheses, and an undefined value (no ground truth in that area range) shows ``-``."""
+    header = [f"{IOU_TYPE_NAMES.get(t, t)} {n}" for t in iou_types for n in names]
+    lines = ["| | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
+    for row, metrics in rows.items():
+        cells = []
+        for t in iou_types:
+            for n in names:
+                value, ref = metrics[t][n], rows[base][t][n]
+                if value is None:
+                    cells.append("-")
+                elif row == base or ref is None:
+                    cells.append(f"{value:.2f}")
+                else:
+                    cells.append(f"{value:.2f} ({value - ref:+.2f})")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:

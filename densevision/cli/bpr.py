@@ -82,14 +82,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "network. The detector's boxes, scores and categories are kept (--boxes from-mask recomputes "
                     "boxes), instances smaller than --min-area pixels keep their coarse mask, and pixels where "
                     "the refiner is unsure (within --margin of 0.5) keep their coarse value; these defaults were "
-                    "chosen on a tuning split (benchmarks/bpr_refine_rule.py).",
+                    "chosen on a tuning split (benchmarks/bpr_refine_rule.py). No ground truth is needed: the "
+                    "images come from --ann, else from RES.images.json beside --results (what `densevision "
+                    "detect predict` writes without --ann). With --upper-bound nothing is refined: the pixels "
+                    "within 1 / 2 / 3 px of each matched detection's boundary take the ground truth of --ann, "
+                    "and the segm / Boundary AP that gives is reported next to the coarse AP (BPR's upper bound).",
     )
-    refine.add_argument("--ann", required=True, help="COCO json with an 'images' list (annotations unused)")
-    refine.add_argument("--images", required=True, help="image folder the file names are relative to")
-    refine.add_argument("--results", required=True, help="coarse COCO results json")
-    refine.add_argument("--checkpoint", required=True, metavar="BPR_RUN|FILE",
+    refine.add_argument("--ann", help="COCO json whose 'images' list gives ids, file names and sizes "
+                        "(default: RES.images.json beside --results); with --upper-bound, the ground truth")
+    refine.add_argument("--images", help="image folder the file names are relative to (not read by --upper-bound)")
+    refine.add_argument("--results", required=True, metavar="RES.json", help="coarse COCO results json")
+    refine.add_argument("--checkpoint", metavar="BPR_RUN|FILE",
                         help="`bpr train` run directory (best.pt, else last.pt) or checkpoint file")
-    refine.add_argument("--out", required=True, help="refined results json to write")
+    refine.add_argument("--out", required=True,
+                        help="refined results json to write (with --upper-bound: the metrics json)")
+    refine.add_argument("--upper-bound", action="store_true",
+                        help="report the AP of replacing each matched detection's pixels within 1 / 2 / 3 px of "
+                             "its boundary by the ground truth of --ann, instead of refining")
     refine.add_argument("--nms-iou", type=probability, default=None,
                         help="proposal NMS IoU (default 0.25; BPR uses 0.55 on Cityscapes)")
     refine.add_argument("--batch-size", "--batch", type=positive_int, default=64,
@@ -162,23 +171,67 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_list(args: argparse.Namespace) -> tuple[list[dict], str]:
+    """The image entries ``bpr refine`` reads (from --ann, else the results' companion list) and their file."""
+    from densevision.data.jsonio import read_json
+    from densevision.data.results import images_json_path
+    from densevision.refine.pipeline import check_images
+
+    source = args.ann
+    if source is None:
+        source = images_json_path(args.results)
+        if not source.is_file():
+            raise DenseVisionError(
+                f"--results {args.results}: no image list {source} beside it; give --ann COCO.json listing the "
+                "images, or predict without --ann (`densevision detect predict` writes that list)")
+    data = read_json(source)
+    images = data.get("images") if isinstance(data, dict) else None
+    check_images(images, str(source))
+    return images, str(source)
+
+
 def _refine(args: argparse.Namespace) -> int:
-    from densevision.data.coco import read_json
+    if args.upper_bound:
+        return _upper_bound(args)
     from densevision.engine.device import resolve_device
     from densevision.io import check_outputs, write_json
     from densevision.refine.network import load_refine_net
-    from densevision.refine.pipeline import check_images, refine_results
+    from densevision.refine.pipeline import refine_results
 
+    if args.checkpoint is None or args.images is None:
+        raise DenseVisionError("--checkpoint and --images are required (unless --upper-bound)")
     check_outputs({"--out": args.out}, {"--ann": args.ann, "--images": args.images, "--results": args.results,
                                         "--checkpoint": args.checkpoint})
-    data = read_json(args.ann)
-    images = data.get("images") if isinstance(data, dict) else None
-    check_images(images, args.ann)
+    images, source = _image_list(args)
     device = resolve_device(args.device)
     model = load_refine_net(args.checkpoint, trust_checkpoint=args.trust_checkpoint)
     refined = refine_results(images, args.images, args.results, model, batch_size=args.batch_size, device=device,
                              rule=config_from_args(args, RefineRuleConfig), progress=not args.no_progress,
-                             source=args.ann, **_given(nms_iou=args.nms_iou))
+                             source=source, **_given(nms_iou=args.nms_iou))
     write_json(args.out, refined, indent=None)
     print(f"{args.out}: {len(refined)} refined instances")
+    return 0
+
+
+def _upper_bound(args: argparse.Namespace) -> int:
+    from densevision.data.coco import load_coco
+    from densevision.data.jsonio import read_json
+    from densevision.evaluation import CocoEvaluator
+    from densevision.io import check_outputs, write_json
+    from densevision.refine.upper_bound import DEFAULT_MATCH_IOU, UPPER_BOUND_WIDTHS, upper_bound_results
+    from densevision.report import gain_table
+
+    if args.ann is None:
+        raise DenseVisionError("--upper-bound needs the ground truth: give --ann GT.json with its annotations")
+    check_outputs({"--out": args.out}, {"--ann": args.ann, "--images": args.images, "--results": args.results,
+                                        "--checkpoint": args.checkpoint})
+    ground_truth = load_coco(args.ann)
+    evaluator = CocoEvaluator(ground_truth, ("segm", "boundary"))
+    restored = upper_bound_results(ground_truth, args.results, UPPER_BOUND_WIDTHS, source=args.ann)
+    rows = {"coarse": evaluator.evaluate(read_json(args.results)),
+            **{f"{w} px": evaluator.evaluate(restored[w]) for w in UPPER_BOUND_WIDTHS}}
+    write_json(args.out, {"widths": list(UPPER_BOUND_WIDTHS), "match_iou": DEFAULT_MATCH_IOU, "metrics": rows})
+    print(gain_table(rows, ("segm", "boundary"), ("AP", "AP50", "AP75")))
+    print(f"{args.out}: upper bound of boundary refinement (matched detections' pixels within 1 / 2 / 3 px of "
+          "their boundary replaced by the ground truth)")
     return 0

@@ -45,12 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _guard(args: argparse.Namespace) -> None:
     """Refuse outputs that are inputs: the checkpoint, --ann, --images (or an image file inside it)."""
     from densevision.data.images import IMAGE_EXTENSIONS
+    from densevision.data.results import images_json_path
     from densevision.engine.checkpoint import find_checkpoint
     from densevision.io import check_outputs
 
     outputs = {"--out": args.out, "--viz": args.viz}
     if args.ann is None and Path(args.out).name:
-        outputs["--out's image list"] = Path(args.out).with_suffix(".images.json")
+        outputs["--out's image list"] = images_json_path(args.out)
     inputs = {"--checkpoint": find_checkpoint(args.checkpoint),
               "--images": args.images, "--ann": args.ann}
     images = Path(args.images)

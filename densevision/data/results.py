@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from densevision.data.coco import bbox_problem
@@ -19,6 +20,13 @@ from densevision.errors import DataError
 from densevision.io import write_json
 
 RESULT_KEYS = ("bbox", "segmentation")
+IMAGES_JSON_SUFFIX = ".images.json"
+
+
+def images_json_path(results: str | os.PathLike) -> Path:
+    """The image list (``{"images": [...], "categories": [...]}``) written beside a results file whose images
+    came from a folder: ``R.json`` -> ``R.images.json``."""
+    return Path(results).with_suffix(IMAGES_JSON_SUFFIX)
 
 
 def _integer(value: Any, where: str, key: str) -> int:

@@ -29,7 +29,7 @@ from densevision.data.images import (
     records_from_folder,
 )
 from densevision.data.loader import OneLineErrorLoader
-from densevision.data.results import write_results
+from densevision.data.results import images_json_path, write_results
 from densevision.detection.mask_rcnn import build_mask_rcnn
 from densevision.detection.results import detections_to_coco
 from densevision.engine.checkpoint import MODEL_SPEC, find_checkpoint, model_spec, read_model_spec
@@ -221,7 +221,7 @@ def predict(
         check_categories(info, categories, str(ann))
     else:
         records = records_from_folder(images)
-        images_json = Path(out).with_suffix(".images.json")
+        images_json = images_json_path(out)
     results = run_detector(model, ImageDataset(records), info.label_to_cat, batch_size=batch_size,
                            score_thr=score_thr or 0.0, progress=progress)
     write_results(out, results)

@@ -16,5 +16,6 @@ _EXPORTS = {
     "patches": ("boundary_map", "boundary_scores", "crop_patches", "decode_masks", "propose_patches"),
     "pipeline": ("refine_results",),
     "train": ("RefineTask", "patch_miou", "train_refiner"),
+    "upper_bound": ("boundary_band", "match_greedy", "restore_band", "upper_bound_results"),
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

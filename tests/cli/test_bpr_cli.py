@@ -11,10 +11,16 @@ import torch
 from densevision.cli import main
 from densevision.data.coco import read_json
 from densevision.data.synthetic import generate
+from densevision.detection import build_mask_rcnn
 from densevision.evaluation import evaluate
+from densevision.refine.network import build_refine_net, refine_net_spec
 
 TINY = ["--model-arg", "width=4", "--model-arg", "stage1_blocks=1", "--model-arg", "stage1_planes=8",
         "--model-arg", "num_modules=[1, 1, 1]", "--model-arg", "num_blocks=[1, 1, 1]", "--model-arg", "stem_width=8"]
+
+
+TINY_NET = {"width": 4, "stage1_blocks": 1, "stage1_planes": 8, "num_modules": [1, 1, 1], "num_blocks": [1, 1, 1],
+            "stem_width": 8}
 
 
 def _results_from_ground_truth(ann_path, out_path):
@@ -59,8 +65,6 @@ def test_patches_train_refine_evaluate(data, capsys):
 
 
 def test_patches_from_a_detector_checkpoint(data, tmp_path, capsys):
-    from densevision.detection import build_mask_rcnn
-
     torch.manual_seed(0)
     detector = build_mask_rcnn("timm:mobilenetv3_small_050", 5, min_size=64, max_size=96)
     categories = [{"id": c["id"], "name": c["name"]} for c in read_json(data["val_json"])["categories"]]
@@ -72,6 +76,82 @@ def test_patches_from_a_detector_checkpoint(data, tmp_path, capsys):
                  "--out", str(out), "--patch-size", "16", "--device", "cpu"]) == 0
     index = json.loads((out / "index.json").read_text())
     assert index["images"] <= 2 and index["patches"] == sum(s["patches"] for s in index["shards"])
+
+
+def test_refine_without_ground_truth_reads_the_results_image_list(data, tmp_path, capsys):
+    """`detect predict` without --ann writes RES.images.json; `bpr refine` then needs only --images and --results."""
+    val = read_json(data["val_json"])
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for img in val["images"]:
+        (folder / img["file_name"]).write_bytes((data["synth"] / "val" / img["file_name"]).read_bytes())
+    torch.manual_seed(0)
+    detector = build_mask_rcnn("timm:mobilenetv3_small_050", 5, min_size=64, max_size=96, box_detections_per_img=4)
+    categories = [{"id": c["id"], "name": c["name"]} for c in val["categories"]]
+    torch.save({"model": detector.state_dict(),
+                "config": {"detector": {"model": detector.config, "categories": categories}}}, tmp_path / "det.pt")
+    assert main(["detect", "predict", "--checkpoint", str(tmp_path / "det.pt"), "--images", str(folder),
+                 "--out", str(tmp_path / "res.json"), "--score-thr", "0", "--device", "cpu", "--no-progress"]) == 0
+    assert (tmp_path / "res.images.json").is_file()
+    coarse = json.loads((tmp_path / "res.json").read_text())
+    assert coarse
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.manual_seed(0)
+    net = build_refine_net(input_size=32, patch_size=16, **TINY_NET)
+    torch.save({"model": net.state_dict(), "model_spec": refine_net_spec(net)}, run / "best.pt")
+    out = tmp_path / "refined.json"
+    assert main(["bpr", "refine", "--images", str(folder), "--results", str(tmp_path / "res.json"),
+                 "--checkpoint", str(run), "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    refined = json.loads(out.read_text())
+    assert [(r["image_id"], r["score"], r["bbox"]) for r in refined] == \
+        [(r["image_id"], r["score"], r["bbox"]) for r in coarse]
+    (tmp_path / "res.images.json").unlink()
+    assert main(["bpr", "refine", "--images", str(folder), "--results", str(tmp_path / "res.json"),
+                 "--checkpoint", str(run), "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no image list" in err and "res.images.json" in err and "--ann" in err and "\n" not in err
+
+
+def _square_rle(y0: int, x0: int, side: int = 20, size: int = 64) -> dict:
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    mask = np.zeros((size, size), np.uint8, order="F")
+    mask[y0:y0 + side, x0:x0 + side] = 1
+    rle = mask_utils.encode(mask)
+    return {"size": [size, size], "counts": rle["counts"].decode("ascii")}
+
+
+def test_upper_bound_reports_restored_ap(tmp_path, capsys):
+    """Two ground-truth squares, detections shifted by 1 px and one false positive: every width restores the
+    matched masks exactly (AP 100), the false positive stays and costs nothing at score 0.1 below them."""
+    gt = {"images": [{"id": 1, "file_name": "a.png", "height": 64, "width": 64}],
+          "categories": [{"id": 1, "name": "square"}],
+          "annotations": [{"id": k + 1, "image_id": 1, "category_id": 1, "segmentation": _square_rle(y, x),
+                           "area": 400.0, "bbox": [x, y, 20, 20], "iscrowd": 0}
+                          for k, (y, x) in enumerate(((4, 4), (36, 36)))]}
+    coarse = [{"image_id": 1, "category_id": 1, "score": s, "segmentation": _square_rle(y, x),
+               "bbox": [x, y, 20, 20]} for s, (y, x) in ((0.9, (5, 4)), (0.8, (36, 37)), (0.1, (40, 2)))]
+    ann, results, out = tmp_path / "gt.json", tmp_path / "coarse.json", tmp_path / "bound.json"
+    ann.write_text(json.dumps(gt))
+    results.write_text(json.dumps(coarse))
+    assert main(["bpr", "refine", "--upper-bound", "--ann", str(ann), "--results", str(results),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| coarse |" in printed and "| 1 px | 100.00 (+" in printed and "| 3 px |" in printed
+    report = json.loads(out.read_text())
+    assert report["widths"] == [1, 2, 3] and list(report["metrics"]) == ["coarse", "1 px", "2 px", "3 px"]
+    assert report["metrics"]["coarse"]["segm"]["AP"] == pytest.approx(90.0)  # IoU 19/21 = 0.905 misses only 0.95
+    assert report["metrics"]["coarse"]["boundary"]["AP"] < 90.0
+    for width in ("1 px", "2 px", "3 px"):
+        assert report["metrics"][width]["segm"]["AP"] == pytest.approx(100.0)
+        assert report["metrics"][width]["boundary"]["AP"] == pytest.approx(100.0)
+    assert main(["bpr", "refine", "--upper-bound", "--results", str(results), "--out", str(out)]) == 2
+    assert "--upper-bound needs the ground truth" in capsys.readouterr().err
+    assert main(["bpr", "refine", "--upper-bound", "--ann", str(ann), "--results", str(results),
+                 "--out", str(results)]) == 2
+    assert "is the input --results" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args,message", [
@@ -86,6 +166,8 @@ def test_patches_from_a_detector_checkpoint(data, tmp_path, capsys):
      "expected auto, cpu, cuda or cuda:N, got 'tpu'"),
     (["refine", "--ann", "{val_json}", "--images", "x", "--results", "{val_results}", "--checkpoint",
       "{missing}", "--out", "o.json"], "checkpoint file or run directory not found"),
+    (["refine", "--ann", "{val_json}", "--results", "{val_results}", "--out", "o.json"],
+     "--checkpoint and --images are required (unless --upper-bound)"),
 ])
 def test_errors_are_one_line(data, tmp_path, capsys, args, message):
     values = {"missing": str(tmp_path / "missing"), "val_json": str(data["val_json"]),
