@@ -18,10 +18,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -29,6 +29,8 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,8 +71,7 @@ def make_inputs(work: Path) -> dict[str, str]:
     f["empty"] = str(work / "empty.pt")
     Path(f["empty"]).write_bytes(b"")
     f["untrusted"] = str(work / "untrusted.pt")
-    with open(f["untrusted"], "wb") as fh:
-        pickle.dump({"made": __import__("datetime").datetime(2020, 1, 1)}, fh)  # needs full unpickling
+    torch.save({"made": datetime.datetime(2020, 1, 1)}, f["untrusted"])  # needs full unpickling
     os.makedirs(work / "outdir", exist_ok=True)
     f["outdir"] = str(work / "outdir")
     bad = {
