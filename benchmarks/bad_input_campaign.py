@@ -64,8 +64,8 @@ def make_inputs(work: Path) -> dict[str, str]:
     f = {"data": str(work / "data"), "gt": str(paths["val"]), "images": str(work / "data" / "val"),
          "results": _write(work / "results.json", results), "dir": str(work)}
     f["image"] = str(Path(f["images"]) / gt["images"][0]["file_name"])
-    f["detector"] = shutil.copy(ROOT / "densevision/assets/demo_detector.pt", work / "detector.pt")
-    f["refiner"] = shutil.copy(ROOT / "densevision/assets/demo_refiner.pt", work / "refiner.pt")
+    f["detector"] = str(shutil.copy(ROOT / "densevision/assets/demo_detector.pt", work / "detector.pt"))
+    f["refiner"] = str(shutil.copy(ROOT / "densevision/assets/demo_refiner.pt", work / "refiner.pt"))
     f["text"] = str(work / "notes.txt")
     Path(f["text"]).write_text("hello\n")
     f["empty"] = str(work / "empty.pt")
@@ -191,33 +191,39 @@ def cases(f: dict[str, str]) -> list[Case]:
     ]
 
 
-def _digest(folder: Path) -> dict[str, str]:
+def digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file below ``folder`` (hidden temporaries left out), by relative path."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
 
 
-def judge(tree: Path, work: Path, case: Case) -> tuple[str, str]:
-    """Run one case; returns ``(verdict, first stderr line)``."""
-    before = _digest(work)
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "densevision", *case.argv], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=900)
-    after = _digest(work)
-    changed = [name for name, digest in before.items() if after.get(name) != digest]
-    err = proc.stderr.strip()
-    report = proc.stdout.strip() if case.argv[:2] == ["data", "check"] else ""
+def verdict(case: Case, returncode: int, stderr: str, stdout: str, changed: list[str]) -> tuple[str, str]:
+    """``(OK | weak | fail, detail)`` of a finished case: its exit status, its output and the inputs it changed."""
+    err = stderr.strip()
+    report = stdout.strip() if case.argv[:2] == ["data", "check"] else ""
     created = [p for p in case.must_not_exist if Path(p).exists()]
     line = err.splitlines()[0] if err else "(no message)"
-    if "Traceback" in err or proc.returncode < 0 or changed:
+    if "Traceback" in err or returncode < 0 or changed:
         last = err.splitlines()[-1] if err else "(no message)"
         what = f"changed {changed}; " if changed else ""
-        return "fail", f"exit {proc.returncode}; {what}{last}"
-    if proc.returncode == 2 and not created and (len(err.splitlines()) == 1 or (not err and report)):
+        return "fail", f"exit {returncode}; {what}{last}"
+    if returncode == 2 and not created and (len(err.splitlines()) == 1 or (not err and report)):
         return "OK", line if err else report.splitlines()[0]
-    reason = "accepted" if proc.returncode == 0 else f"exit {proc.returncode}, {len(err.splitlines())} lines"
+    reason = "accepted" if returncode == 0 else f"exit {returncode}, {len(err.splitlines())} lines"
     if created:
         reason += f", left {created}"
     return "weak", f"{reason}: {line}"
+
+
+def judge(tree: Path, work: Path, case: Case) -> tuple[str, str]:
+    """Run one case as a new process of ``tree``'s densevision in ``work``; returns :func:`verdict`."""
+    before = digest(work)
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "densevision", *case.argv], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=900)
+    after = digest(work)
+    changed = [name for name, sha in before.items() if after.get(name) != sha]
+    return verdict(case, proc.returncode, proc.stderr, proc.stdout, changed)
 
 
 def main() -> None:
