@@ -23,22 +23,34 @@ SCHEDULES = ("step", "cosine", "poly", "constant")
 WARMUP_METHODS = ("linear", "constant")
 
 
-def param_groups(model: nn.Module, weight_decay: float, *, filter_bias_and_bn: bool) -> list[dict]:
+def no_weight_decay_patterns(model: nn.Module) -> set[str]:
+    """The model's ``no_weight_decay()`` names (timm convention: position embeddings, relative position tables)
+    as :func:`fnmatch` patterns; a plain name also matches as the last part of a longer one (``pos_embed``
+    matches ``backbone.pos_embed``)."""
+    names = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    return names | {f"*.{name}" for name in names if "." not in name}
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, *, filter_bias_and_bn: bool, layer_decay: float | None = None
+) -> list[dict]:
     """Trainable parameters as optimizer groups.
 
-    With ``filter_bias_and_bn`` the 1-D parameters (biases, norm scales) and the names the model lists in
-    ``no_weight_decay()`` (timm convention: position embeddings, relative position tables) get no weight
-    decay.
+    With ``filter_bias_and_bn`` the 1-D parameters (biases, norm scales) and the model's ``no_weight_decay()``
+    names get no weight decay (timm's :func:`~timm.optim.param_groups_weight_decay`). ``layer_decay`` (implies
+    ``filter_bias_and_bn``) also scales each group's learning rate by ``layer_decay ** (depth − layer)`` over
+    the layers of the model's ``group_matcher()`` (timm's :func:`~timm.optim.param_groups_layer_decay`): the
+    groups carry ``lr_scale``.
     """
-    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    from timm.optim import param_groups_layer_decay, param_groups_weight_decay
+
+    if layer_decay is not None:
+        return param_groups_layer_decay(
+            model, weight_decay, no_weight_decay_list=no_weight_decay_patterns(model), layer_decay=layer_decay
+        )
     if not filter_bias_and_bn:
-        return [{"params": [p for _, p in params], "weight_decay": weight_decay}]
-    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
-    decay, no_decay = [], []
-    for name, p in params:
-        exempt = p.ndim <= 1 or name.endswith(".bias") or name in skip or name.split(".")[-1] in skip
-        (no_decay if exempt else decay).append(p)
-    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    return param_groups_weight_decay(model, weight_decay, no_weight_decay_list=no_weight_decay_patterns(model))
 
 
 def build_optimizer(
@@ -52,13 +64,18 @@ def build_optimizer(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     filter_bias_and_bn: bool = False,
+    layer_decay: float | None = None,
 ) -> torch.optim.Optimizer:
     """SGD (``momentum``, ``nesterov``) or AdamW (``betas``, ``eps``, decoupled ``weight_decay``) over the
-    model's trainable parameters; see :func:`param_groups` for ``filter_bias_and_bn``."""
-    groups = param_groups(model, weight_decay, filter_bias_and_bn=filter_bias_and_bn)
-    if not any(group["params"] for group in groups):
-        raise DenseVisionError(f"{type(model).__name__} has no trainable parameters to optimize")
+    model's trainable parameters; see :func:`param_groups` for ``filter_bias_and_bn`` and ``layer_decay``
+    (each group's ``lr`` is ``lr`` times its ``lr_scale``, so the schedulers scale the decayed rates)."""
+    groups = param_groups(model, weight_decay, filter_bias_and_bn=filter_bias_and_bn, layer_decay=layer_decay)
     groups = [group for group in groups if group["params"]]
+    if not groups:
+        raise DenseVisionError(f"{type(model).__name__} has no trainable parameters to optimize")
+    for group in groups:
+        if "lr_scale" in group:
+            group["lr"] = lr * group["lr_scale"]
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
     if name == "adamw":

@@ -12,7 +12,7 @@ def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor
     if drop_prob == 0.0 or not training:
         return x
     keep = 1.0 - drop_prob
-    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    shape = [x.shape[0]] + [1] * (x.ndim - 1)
     return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
 
 

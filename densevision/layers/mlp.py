@@ -67,6 +67,7 @@ class Mlp(nn.Module):
     """``drop(fc2(drop(act(fc1(x)))))`` over the last axis (``…×C -> …×C_out``); keys ``fc1``, ``fc2`` as in timm.
 
     The default activation is exact GELU, applied in place at inference (``fc1``'s output is a temporary).
+    In TorchScript it is the plain composition.
     """
 
     def __init__(
@@ -87,4 +88,6 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
         return mlp_forward(x, self.fc1.weight, self.fc1.bias, self.act, self.fc2.weight, self.fc2.bias, self.drop)

@@ -18,6 +18,8 @@ from timm.layers import register_notrace_function
 from torch import nn
 
 ShiftGroups = Sequence[tuple[slice, int]]
+# TorchScript's form of a group: ``(start, stop, step, s)``, channels ``start:stop:step`` shifted by ``s``.
+SliceGroups = list[tuple[int, int, int, int]]
 
 
 def _copy_shifted(dst: torch.Tensor, src: torch.Tensor, s: int, dim: int) -> None:
@@ -30,6 +32,15 @@ def _copy_shifted(dst: torch.Tensor, src: torch.Tensor, s: int, dim: int) -> Non
     else:
         dst.narrow(dim, a, n - a).copy_(src.narrow(dim, 0, n - a))
         dst.narrow(dim, 0, a).zero_()
+
+
+def shift_slices(x: torch.Tensor, groups: SliceGroups, dim: int, channel_dim: int) -> torch.Tensor:
+    """:func:`shift_channel_groups` in a form TorchScript compiles: ``groups`` as ``(start, stop, step, s)``."""
+    out = torch.empty_like(x)
+    for start, stop, step, s in groups:
+        channels = torch.ops.aten.slice(x, channel_dim, start, stop, step)
+        _copy_shifted(torch.ops.aten.slice(out, channel_dim, start, stop, step), channels, s, dim)
+    return out
 
 
 def gather_shifted(x: torch.Tensor, groups: ShiftGroups, dim: int, channel_dim: int) -> torch.Tensor:
@@ -93,9 +104,12 @@ def axial_shift(x: torch.Tensor, shift_size: int, dim: int, channel_dim: int = 1
     if shift_size % 2 != 1:
         raise ValueError(f"shift_size must be odd, got {shift_size}")
     channels = x.shape[channel_dim]
-    size = math.ceil(channels / shift_size)
+    size = (channels + shift_size - 1) // shift_size
     pad = shift_size // 2
-    groups = [(slice(g * size, (g + 1) * size), pad - g) for g in range(shift_size) if g * size < channels]
+    if torch.jit.is_scripting():
+        slices = [(g * size, (g + 1) * size, 1, pad - g) for g in range((channels + size - 1) // size)]
+        return shift_slices(x, slices, dim, channel_dim)
+    groups = [(slice(g * size, (g + 1) * size), pad - g) for g in range(math.ceil(channels / size))]
     return shift_channel_groups(x, groups, dim, channel_dim)
 
 
@@ -136,6 +150,7 @@ class CycleFC(nn.Module):
         k = self.kernel_size[0] * self.kernel_size[1]
         self._dim = 2 if self.kernel_size[0] == 1 else 1
         self._groups = [(slice(r, None, k), (r + k // 2) % k - k // 2) for r in range(min(k, in_channels))]
+        self._slice_groups = [(ch.start, in_channels, k, s) for ch, s in self._groups]
         # Channels 0, k, 2k, … have offset 0; the others move. Not in the state dict (derived from the shape).
         still = torch.zeros(in_channels)
         still[0::k] = 1
@@ -153,6 +168,8 @@ class CycleFC(nn.Module):
 
     def shift(self, x: torch.Tensor) -> torch.Tensor:
         """The shifted input ``B×H×W×C_in`` that the projection reads."""
+        if torch.jit.is_scripting():
+            return shift_slices(x, self._slice_groups, self._dim, -1)
         return shift_channel_groups(x, self._groups, self._dim, channel_dim=-1)
 
     def shift_moved(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,6 @@ over the channel axis (no layout reorders around each convolution) and the shift
 run on the channels-last view of the same memory. Dense outputs are NCHW.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Sequence
 from functools import partial
@@ -58,16 +56,41 @@ def group_norm1_nhwc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
     return torch.addcmul(bias - mean * scale, x, scale)
 
 
-@register_notrace_function  # device-dependent kernel choice: a leaf for torch.fx
 def norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """An NCHW norm module applied to channels-last ``x: B×H×W×C``. On the CPU through the channels-last NCHW
-    view (its native kernel reads that layout); elsewhere ``GroupNorm(1, C)`` is :func:`group_norm1_nhwc`,
-    since a GPU's kernel would copy to NCHW and back (an H100 ran asmlp_tiny 1.27× faster so)."""
-    if x.device.type != "cpu" and isinstance(norm, nn.GroupNorm) and norm.num_groups == 1 and norm.affine:
-        return group_norm1_nhwc(x, norm.weight, norm.bias, norm.eps)
+    """An NCHW norm module applied to channels-last ``x: B×H×W×C`` (``GroupNorm(1, C)``: see
+    :func:`group_norm1_channels_last`; others through the channels-last NCHW view)."""
+    if isinstance(norm, nn.GroupNorm) and norm.num_groups == 1 and norm.affine:
+        return group_norm1_channels_last(x, norm.weight, norm.bias, norm.eps)
     return norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
+@register_notrace_function  # device-dependent kernel choice: a leaf for torch.fx
+def group_norm1_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """``GroupNorm(1, C)`` of channels-last ``x: B×H×W×C``. On the CPU through the channels-last NCHW view (its
+    native kernel reads that layout); elsewhere :func:`group_norm1_nhwc`, since a GPU's kernel would copy to
+    NCHW and back (an H100 ran asmlp_tiny 1.27× faster so)."""
+    if x.device.type != "cpu":
+        return group_norm1_nhwc(x, weight, bias, eps)
+    return F.group_norm(x.permute(0, 3, 1, 2), 1, weight, bias, eps).permute(0, 2, 3, 1)
+
+
+@register_notrace_function  # size-dependent padding: a leaf for torch.fx
+def pad_to_multiple(x: torch.Tensor, multiple: int, channels_last: bool) -> torch.Tensor:
+    """``x`` (``B×C×H×W``, or ``B×H×W×C`` when ``channels_last``) zero-padded at the bottom/right so that H and W
+    are multiples of ``multiple``; ``x`` itself when they are (padded anyway under ONNX export or in TorchScript,
+    where sizes are dynamic)."""
+    h, w = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+    pad = [0, -w % multiple, 0, -h % multiple]
+    if channels_last:
+        pad = [0, 0] + pad
+    if torch.jit.is_scripting():
+        return F.pad(x, pad)
+    if torch.onnx.is_in_onnx_export() or pad[-1] or pad[-3]:
+        return F.pad(x, pad)
+    return x
+
+
+@register_notrace_module  # input-size-dependent chunking (mlp_forward): a leaf for torch.fx
 class ConvMlp(nn.Module):
     """``drop(fc2(drop(act(fc1(x)))))`` with 1×1 convolutions (keys ``fc1``, ``fc2``) on ``B×H×W×C``."""
 
@@ -80,6 +103,9 @@ class ConvMlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fc1, fc2 = self.fc1, self.fc2
+        if torch.jit.is_scripting():
+            h = self.act(F.linear(x, fc1.weight.flatten(1), fc1.bias))
+            return self.drop(F.linear(self.drop(h), fc2.weight.flatten(1), fc2.bias))
         return mlp_forward(x, fc1.weight.flatten(1), fc1.bias, self.act, fc2.weight.flatten(1), fc2.bias, self.drop)
 
 
@@ -138,7 +164,6 @@ class AxialShiftedBlock(nn.Module):
         return x + self.drop_path(self.mlp(norm_nhwc(self.norm2, x)))
 
 
-@register_notrace_module  # size-dependent padding: a leaf for torch.fx
 class PatchMerging(nn.Module):
     """2×2 space-to-channel merge (order x[0::2,0::2], x[1::2,0::2], x[0::2,1::2], x[1::2,1::2]), norm, 1×1
     reduction: ``B×H×W×C -> B×⌈H/2⌉×⌈W/2⌉×2C`` (odd sizes padded at the bottom/right with zeros)."""
@@ -150,9 +175,7 @@ class PatchMerging(nn.Module):
         self.norm = norm_layer(4 * dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[1:3]
-        if torch.onnx.is_in_onnx_export() or h % 2 or w % 2:  # under export: always, sizes are dynamic
-            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = pad_to_multiple(x, 2, channels_last=True)
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
         return pointwise(self.reduction, norm_nhwc(self.norm, x))
 
@@ -194,7 +217,6 @@ class ASMLPStage(nn.Module):
         return x if self.downsample is None else self.downsample(x)
 
 
-@register_notrace_module  # size-dependent padding: a leaf for torch.fx
 class PatchEmbed(nn.Module):
     """Patch embedding and norm: ``B×3×H×W -> B×⌈H/p⌉×⌈W/p⌉×C`` (image zero-padded at the bottom/right to a
     multiple of the patch size ``p``, as upstream's dense backbone)."""
@@ -206,10 +228,7 @@ class PatchEmbed(nn.Module):
         self.norm = norm_layer(embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.patch_size
-        h, w = x.shape[-2:]
-        if torch.onnx.is_in_onnx_export() or h % p or w % p:  # under export: always, sizes are dynamic
-            x = F.pad(x, (0, -w % p, 0, -h % p))
+        x = pad_to_multiple(x, self.patch_size, channels_last=False)
         return self.norm(self.proj(x)).permute(0, 2, 3, 1).contiguous()
 
 

@@ -7,8 +7,6 @@ the persistent Cycle-FC ``offset`` buffers) and the same outputs, but Cycle-FC r
 and ONNX-exportable. Activations are channels-last (``B×H×W×C``) inside the network, as upstream.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Sequence
 from functools import partial
@@ -49,7 +47,7 @@ class CycleMixer(nn.Module):
     ``3C`` positions) accumulate into one output. A third of each Cycle-FC's channels has offset 0: those
     join ``mlp_c``'s product with ``x``, and only the moved channels are shifted, into compact inputs of
     ``2C/3`` channels (``7C/3`` input channels in all instead of ``3C``: 2/9 fewer multiply-adds). Maps with
-    at most ``C`` positions mix materialised branches instead.
+    at most ``C`` positions mix materialised branches instead; so does TorchScript (:meth:`forward_branches`).
     """
 
     def __init__(self, dim: int, qkv_bias: bool = False, proj_drop: float = 0.0) -> None:
@@ -62,6 +60,23 @@ class CycleMixer(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self.forward_branches(x)
+        return self._forward_fused(x)
+
+    def forward_branches(self, x: torch.Tensor) -> torch.Tensor:
+        """Upstream's formulation: the three branches materialised, mixed by ``a``, then ``proj``."""
+        b, h, w, c = x.shape
+        n = h * w
+        hb = self.sfc_h(x).reshape(b, n, c)
+        wb = self.sfc_w(x).reshape(b, n, c)
+        cb = self.mlp_c(x).reshape(b, n, c)
+        a = self.reweight(hb.mean(1) + wb.mean(1) + cb.mean(1)).reshape(b, c, 3).softmax(-1)
+        out = self.proj(hb * a[:, None, :, 0] + wb * a[:, None, :, 1] + cb * a[:, None, :, 2])
+        return self.proj_drop(out.view(b, h, w, c))
+
+    @torch.jit.unused
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         n = h * w
         fcs = (self.sfc_h, self.sfc_w)

@@ -98,3 +98,55 @@ def test_optimizer_errors():
         build_optimizer(Net(), name="lamb", lr=0.1)
     with pytest.raises(DenseVisionError, match="no trainable parameters"):
         build_optimizer(nn.Linear(2, 2).requires_grad_(False), lr=0.1)
+
+
+def tiny_vit() -> nn.Module:
+    from densevision.models import create_model
+
+    return create_model("vit_small_patch16_224", embed_dim=16, depth=3, num_heads=2, num_classes=5)
+
+
+def test_default_groups_keep_every_parameter_in_order():
+    net = Net()
+    sgd = build_optimizer(net, lr=0.02, weight_decay=1e-4)
+    (group,) = sgd.param_groups
+    assert group["lr"] == 0.02 and group["weight_decay"] == 1e-4 and "lr_scale" not in group
+    assert group["params"] == [p for p in net.parameters() if p.requires_grad]
+
+
+def test_zoo_model_position_tables_and_norms_get_no_weight_decay():
+    model = tiny_vit()
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay, decay = build_optimizer(model, name="adamw", lr=1e-3, weight_decay=0.05,
+                                      filter_bias_and_bn=True).param_groups
+    exempt = {names[id(p)] for p in no_decay["params"]}
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.05
+    assert model.no_weight_decay() <= exempt and {"pos_embed", "norm.weight", "blocks.0.norm1.weight"} <= exempt
+    assert all(names[id(p)].endswith(".weight") and p.ndim > 1 for p in decay["params"])
+    assert len(no_decay["params"]) + len(decay["params"]) == len(list(model.parameters()))
+
+
+def test_no_weight_decay_names_match_inside_a_wrapper():
+    wrapper = nn.Module()
+    wrapper.backbone = Net()
+    wrapper.no_weight_decay = lambda: {"pos_embed"}
+    no_decay, _ = build_optimizer(wrapper, name="adamw", lr=1e-3, weight_decay=0.05,
+                                  filter_bias_and_bn=True).param_groups
+    assert any(p is wrapper.backbone.pos_embed for p in no_decay["params"])
+
+
+def test_layer_decay_lowers_the_lr_of_earlier_blocks():
+    model = tiny_vit()
+    opt = build_optimizer(model, name="adamw", lr=1e-3, weight_decay=0.05, layer_decay=0.5)
+    group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
+    lr_of = {n: group_of[id(p)]["lr"] for n, p in model.named_parameters()}
+    wd_of = {n: group_of[id(p)]["weight_decay"] for n, p in model.named_parameters()}
+    chain = ["patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.1.attn.qkv.weight",
+             "blocks.2.attn.qkv.weight", "head.weight"]
+    lrs = [lr_of[n] for n in chain]
+    assert lrs == sorted(lrs) and len(set(lrs)) == len(lrs) and lrs[-1] == pytest.approx(1e-3)
+    assert lrs[1] / lrs[2] == pytest.approx(0.5)
+    assert wd_of["pos_embed"] == wd_of["blocks.0.norm1.weight"] == 0.0 and wd_of["head.weight"] == 0.05
+    scheduler = build_scheduler(opt, max_iters=10, schedule="constant", warmup_iters=2, warmup_factor=0.5)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.5 * g["initial_lr"] for g in opt.param_groups])
+    assert scheduler.base_lrs == [g["lr_scale"] * 1e-3 for g in opt.param_groups]

@@ -1,7 +1,9 @@
-"""timm's model interface on every registered model, classifier and ``features_only``: configuration aliases,
-heads and pooling, timm's common ``create_model`` arguments, ``forward_intermediates`` and pruning, gradient
-checkpointing, parameter groups, no-weight-decay names, ``FeatureInfo`` and torch.fx tracing. Each variant is
-built with tiny widths and depths of its family (its patch, window and image size kept), so all run in seconds.
+"""timm's model interface, classifier and ``features_only``: configuration aliases, heads and pooling, timm's
+common ``create_model`` arguments, ``forward_intermediates`` and pruning, gradient checkpointing, parameter
+groups, no-weight-decay names, ``FeatureInfo``, torch.fx tracing (and TorchScript of the traced graph) and
+torch.compile. Each variant is built with tiny widths and depths of its family (its patch, window and image size
+kept). The checks without a forward pass run on every registered model; those that run the model, on one
+variant per family (the variants of a family share its code and differ only in sizes).
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ TINY = {
 # outputs equal the classifier's intermediates once those norms are identities.
 SAME_TRUNK = ("hrnet", "cyclemlp", "asmlp")
 NAMES = list_models()
+FAMILIES = {
+    "hrnet": "hrnet_w18_small",
+    "swin": "swin_tiny_patch4_window7_224",
+    "vit": "vit_small_patch16_224",
+    "cyclemlp": "cyclemlp_b1",
+    "asmlp": "asmlp_tiny",
+}
+ONE_PER_FAMILY = list(FAMILIES.values())
+# Families whose FX-traced graph TorchScript compiles (timm's test_model_forward_fx_torchscript).
+SCRIPTABLE = ("cyclemlp", "asmlp")
 SIZE = (2, 3, 64, 96)
 
 
@@ -40,12 +52,24 @@ def classifier_names(model: nn.Module) -> tuple[str, ...]:
     return (model.pretrained_cfg["classifier"],)
 
 
+def test_families_cover_the_zoo() -> None:
+    assert {model_family(n) for n in NAMES} == set(FAMILIES)
+    assert all(model_family(n) == family for family, n in FAMILIES.items())
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_classifier_attributes_and_heads(name: str) -> None:
-    model = tiny(name, num_classes=7).eval()
+def test_classifier_attributes(name: str) -> None:
+    model = tiny(name, num_classes=7)
     assert model.default_cfg is model.pretrained_cfg
     assert model.num_classes == 7 and model.head_hidden_size == model.num_features
     assert model.get_classifier().out_features == 7
+    model.reset_classifier(3)
+    assert model.num_classes == 3 and model.get_classifier().out_features == 3
+
+
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
+def test_heads_and_pooling(name: str) -> None:
+    model = tiny(name, num_classes=7).eval()
     x = torch.randn(*SIZE)
     with torch.no_grad():
         features = model.forward_features(x)
@@ -61,7 +85,7 @@ def test_classifier_attributes_and_heads(name: str) -> None:
         assert unpooled(x).shape == features.shape
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
 def test_create_model_takes_timms_common_arguments(name: str) -> None:
     kwargs = {"in_chans": 1, "drop_rate": 0.1, "global_pool": "avg"}
     if model_family(name) != "hrnet":  # HRNet has no stochastic depth
@@ -77,23 +101,30 @@ def test_create_model_takes_timms_common_arguments(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_feature_info_describes_the_outputs(name: str) -> None:
-    model = tiny(name, features_only=True).eval()
+def test_feature_info_names_modules(name: str) -> None:
+    model = tiny(name, features_only=True)
     info = model.feature_info
     assert isinstance(info, FeatureInfo)
     modules = dict(model.named_modules())
     assert all(m in modules for m in info.module_name())
+    assert len(info.channels()) == len(info.reduction()) == len(model.out_indices)
+    classifier = tiny(name)
+    assert FeatureInfo(classifier.feature_info, len(classifier.feature_info)).channels()
+
+
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
+def test_feature_info_describes_the_outputs(name: str) -> None:
+    model = tiny(name, features_only=True).eval()
+    info = model.feature_info
     h, w = SIZE[2] + 3, SIZE[3] + 5
     with torch.no_grad():
         levels = model(torch.randn(1, 3, h, w))
     assert [t.shape[1] for t in levels] == info.channels()
     for t, s in zip(levels, info.reduction(), strict=True):
         assert h // s <= t.shape[2] <= math.ceil(h / s) and w // s <= t.shape[3] <= math.ceil(w / s)
-    classifier = tiny(name)
-    assert FeatureInfo(classifier.feature_info, len(classifier.feature_info)).channels()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
 def test_forward_intermediates(name: str) -> None:
     model = tiny(name).eval()
     info = FeatureInfo(model.feature_info, len(model.feature_info))
@@ -113,7 +144,7 @@ def test_forward_intermediates(name: str) -> None:
             torch.testing.assert_close(nhwc[0].permute(0, 3, 1, 2), intermediates[0], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if model_family(n) in SAME_TRUNK])
+@pytest.mark.parametrize("name", [FAMILIES[f] for f in SAME_TRUNK])
 def test_forward_intermediates_equal_features_only(name: str) -> None:
     """With the classifier's weights and the per-level norms as identities, the feature extractor's outputs are
     the classifier's intermediates."""
@@ -131,7 +162,7 @@ def test_forward_intermediates_equal_features_only(name: str) -> None:
         torch.testing.assert_close(g, e)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if model_family(n) != "hrnet"])
+@pytest.mark.parametrize("name", [n for n in ONE_PER_FAMILY if model_family(n) != "hrnet"])
 def test_prune_intermediate_layers_keeps_the_kept_levels(name: str) -> None:
     model = tiny(name).eval()
     x = torch.randn(*SIZE)
@@ -155,7 +186,7 @@ def _gradients(model: nn.Module, x: torch.Tensor, checkpointing: bool) -> dict[s
 
 
 @pytest.mark.parametrize("features_only", [False, True], ids=["classifier", "features"])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
 def test_grad_checkpointing_gives_the_same_gradients(name: str, features_only: bool) -> None:
     kwargs = {"features_only": True} if features_only else {"num_classes": 3}
     model = tiny(name, **kwargs).train()
@@ -200,9 +231,11 @@ def test_no_weight_decay_names_are_parameters(name: str) -> None:
             assert names  # position embedding / bias tables
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
 def test_fx_feature_extraction_traces_the_classifier(name: str) -> None:
-    """timm's FX feature extraction (its leaf modules and functions) traces the model; same outputs."""
+    """timm's FX feature extraction (its leaf modules and functions) traces the model; same outputs. Where the
+    family is scriptable, TorchScript compiles the traced graph (the leaves' scripted paths) to the same
+    outputs, in eval and in training mode."""
     model = tiny(name, num_classes=4).eval()
     x = torch.randn(*SIZE)
     _, eval_nodes = get_graph_node_names(model)
@@ -211,3 +244,36 @@ def test_fx_feature_extraction_traces_the_classifier(name: str) -> None:
         expected = model(x)
         got = next(iter(traced(x).values()))
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    if model_family(name) not in SCRIPTABLE:
+        return
+    scripted = torch.jit.script(traced)
+    with torch.inference_mode():
+        torch.testing.assert_close(next(iter(scripted(x).values())), expected, rtol=1e-5, atol=1e-5)
+    model = tiny(name, num_classes=4, drop_rate=0.1, drop_path_rate=0.1).train()
+    scripted = torch.jit.script(create_feature_extractor(model, [get_graph_node_names(model)[0][-1]]))
+    torch.manual_seed(2)
+    expected = model(x)
+    torch.manual_seed(2)
+    got = next(iter(scripted(x).values()))
+    assert got.requires_grad
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
+def test_torch_compile_matches_eager(name: str) -> None:
+    """torch.compile (``aot_eager``: dynamo's graph capture and AOT autograd, no code generation) gives the eager
+    outputs, at inference and for the gradients of a training step."""
+    torch._dynamo.reset()
+    model = tiny(name, num_classes=4, drop_path_rate=0.0).eval()  # no random draws in the training step
+    compiled = torch.compile(model, backend="aot_eager")
+    x = torch.randn(*SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+    model.train()
+    compiled(x).square().mean().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model(x).square().mean().backward()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(grads[n], p.grad, rtol=1e-4, atol=1e-5, msg=n)
