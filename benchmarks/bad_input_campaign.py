@@ -7,7 +7,7 @@ be measured the same way) in a scratch folder of small synthetic inputs, and is 
         traceback, and every input byte-identical;
 - weak: no traceback and no input changed, but accepted silently (exit 0) or refused in more than one line /
         with another status;
-- fail: a traceback, a crash, or an input file changed.
+- fail: a traceback, a crash, a hang (no answer within ``TIMEOUT_S``), or an input file changed.
 
 Usage::
 
@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 300  # a case still running by then has hung (e.g. decoding a garbage RLE)
 
 
 @dataclass
@@ -219,8 +220,11 @@ def judge(tree: Path, work: Path, case: Case) -> tuple[str, str]:
     """Run one case as a new process of ``tree``'s densevision in ``work``; returns :func:`verdict`."""
     before = digest(work)
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "densevision", *case.argv], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=900)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "densevision", *case.argv], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return "fail", f"no answer within {TIMEOUT_S} s"
     after = digest(work)
     changed = [name for name, sha in before.items() if after.get(name) != sha]
     return verdict(case, proc.returncode, proc.stderr, proc.stdout, changed)
