@@ -231,6 +231,7 @@ def test_no_weight_decay_names_are_parameters(name: str) -> None:
             assert names  # position embedding / bias tables
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # timm's test scripts it too
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)
 def test_fx_feature_extraction_traces_the_classifier(name: str) -> None:
     """timm's FX feature extraction (its leaf modules and functions) traces the model; same outputs. Where the
