@@ -11,6 +11,7 @@ import yaml
 from densevision.cli._types import (
     add_device_argument,
     add_progress_argument,
+    add_training_arguments,
     add_trust_argument,
     positive_int,
     probability,
@@ -66,14 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train the BPR network (HRNetV2 + coarse-mask input) with SGD and poly decay; validation "
                     "is patch-level mIoU. Writes checkpoints, metrics.json, TensorBoard events, config.yaml.",
     )
-    train.add_argument("--out", required=True, metavar="BPR_RUN", help="run directory")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out with the same recipe")
-    add_device_argument(train)
-    add_progress_argument(train)
+    add_training_arguments(train, RefineTrainConfig, skip=("model.overrides",))
     train.add_argument("--model-arg", type=_model_arg, action="append", default=[], metavar="KEY=VALUE",
                        help="backbone override, repeatable (e.g. --model-arg width=8); adds to model.overrides")
-    add_config_flags(train, RefineTrainConfig, skip=("model.overrides",),
-                     aliases={"train.batch_size": ["--batch"], "train.workers": ["--num-workers"]})
     train.set_defaults(func=_train, command_name="bpr train")
 
     refine = sub.add_parser(

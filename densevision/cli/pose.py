@@ -9,7 +9,7 @@ import argparse
 from densevision.cli._spec import Group, Verb
 from densevision.cli._types import (
     add_device_argument,
-    add_progress_argument,
+    add_training_arguments,
     add_trust_argument,
     positive_int,
     probability,
@@ -41,16 +41,10 @@ POSE = Group(
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``pose train``."""
-    from densevision.engine.config import add_config_flags
     from densevision.pose.config import PoseTrainConfig
 
     parser.description = TRAIN_DESCRIPTION
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
-    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt with the same recipe")
-    add_device_argument(parser)
-    add_progress_argument(parser)
-    add_config_flags(parser, PoseTrainConfig, aliases={"train.workers": ["--num-workers"],
-                                                        "train.batch_size": ["--batch"]})
+    add_training_arguments(parser, PoseTrainConfig)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from densevision.cli._spec import Group, Verb
 from densevision.cli._types import (
     add_device_argument,
     add_progress_argument,
+    add_training_arguments,
     add_trust_argument,
     positive_int,
 )
@@ -33,15 +34,9 @@ SEG = Group(
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``seg train``: one per leaf of ``SegTrainConfig`` plus run directory, device, progress."""
-    from densevision.engine.config import add_config_flags
     from densevision.segmentation.config import SegTrainConfig
 
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
-    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt with the same recipe")
-    add_device_argument(parser)
-    add_progress_argument(parser)
-    add_config_flags(parser, SegTrainConfig, aliases={"train.workers": ["--num-workers"],
-                                                      "train.batch_size": ["--batch"]})
+    add_training_arguments(parser, SegTrainConfig)
 
 
 def run_train(args: argparse.Namespace) -> int:

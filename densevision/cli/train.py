@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from densevision.cli._types import add_device_argument, add_progress_argument
+from densevision.cli._types import add_training_arguments
 
 DESCRIPTION = (
     "Train Mask R-CNN (or Cascade Mask R-CNN: --detector cascade_mask_rcnn) on COCO-format data with periodic "
@@ -20,15 +20,9 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of the detector's training command."""
     from densevision.detection.config import DetectorTrainConfig
-    from densevision.engine.config import add_config_flags
 
     parser.description = DESCRIPTION
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
-    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt with the same recipe")
-    add_device_argument(parser)
-    add_progress_argument(parser)
-    add_config_flags(parser, DetectorTrainConfig, aliases={"train.workers": ["--num-workers"],
-                                                            "train.batch_size": ["--batch"]})
+    add_training_arguments(parser, DetectorTrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:
