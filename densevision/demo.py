@@ -118,7 +118,7 @@ class SegDemoRecipe:
     fpn_channels: int = 64
     crop: int = 256
     ratio_range: tuple[float, float] = (0.5, 1.5)
-    iters: int = 1500
+    iters: int = 1600
     batch: int = 8
     lr: float = 2e-3
     weight_decay: float = 0.01
