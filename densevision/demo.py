@@ -118,14 +118,17 @@ class SegDemoRecipe:
     fpn_channels: int = 64
     crop: int = 256
     ratio_range: tuple[float, float] = (0.5, 1.5)
-    iters: int = 1600
+    iters: int = 600
     batch: int = 8
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup: int = 50
     eval_every: int = 100
     tune_seed: int = 1
-    tune_images: int = 20
+    tune_images: int = 12
+    # Input size (longer side) of the segmenter in `make demo` (None: the images' own 512²); chosen on the
+    # tuning split by benchmarks/demo_seg_test_size.py.
+    test_input: int | None = None
 
 
 QUICK_SEG_RECIPE = replace(SegDemoRecipe(), channels=16, fpn_channels=16, crop=64, iters=3, batch=2, warmup=1,
@@ -274,7 +277,7 @@ def train_demo_segmenter(out_dir: str | os.PathLike, detector: str | os.PathLike
     wall = time.perf_counter() - start
     val_ann, val_images = prepare_split(data_dir, "val", recipe.val_images, recipe, labels=True, progress=progress)
     semantic = evaluate_segmenter(weights, read_json(val_ann), val_images, data_dir / "labels" / "val",
-                                  device=device, progress=progress)
+                                  input_size=seg.test_input, device=device, progress=progress)
     tuning = {k: v for k, v in summary.get("metrics", {}).items() if k in ("mIoU", "aAcc", "mAcc")}
     _write_card(weights.with_suffix(".json"), weights=weights, command=command, recipe=recipe,
                 iterations=summary["iteration"], wall_time_s=wall,
@@ -345,10 +348,12 @@ def shipped_weights() -> dict[str, Path]:
 
 
 def evaluate_segmenter(weights: Path, gt: Mapping[str, Any], images: Path, labels: Path, *,
-                       coarse: list[dict[str, Any]] | None = None, out_dir: Path | None = None,
-                       device: str | torch.device = "auto", progress: bool = True) -> dict[str, Any]:
-    """The segmenter ``weights`` on the images of ``gt`` (whole 512² images) against the label maps in
-    ``labels``: ``{"mIoU", "aAcc", "mAcc", "per_class"}`` in percent; with ``coarse`` (instance results) also
+                       input_size: int | None = None, coarse: list[dict[str, Any]] | None = None,
+                       out_dir: Path | None = None, device: str | torch.device = "auto",
+                       progress: bool = True) -> dict[str, Any]:
+    """The segmenter ``weights`` on the images of ``gt`` (whole images, longer side rescaled to ``input_size``
+    when given) against the label maps in ``labels``: ``{"mIoU", "aAcc", "mAcc", "per_class"}`` in percent;
+    with ``coarse`` (instance results) also
     ``detector_baseline_mIoU`` (and ``detector_baseline``, its full results): those results scoring at least
     ``BASELINE_SCORE`` rendered to label maps (higher scores on top) and scored the same way. Predicted label
     PNGs go to ``out_dir`` (a temporary folder when None)."""
@@ -359,7 +364,7 @@ def evaluate_segmenter(weights: Path, gt: Mapping[str, Any], images: Path, label
     cat_to_class = {c["id"]: classes.index(c["name"]) for c in gt["categories"]}
     with tempfile.TemporaryDirectory() as tmp:
         pred_dir = Path(out_dir) if out_dir is not None else Path(tmp)
-        predict_folder(model, images, pred_dir, progress=progress)
+        predict_folder(model, images, pred_dir, input_size=input_size, progress=progress)
         segmenter, baseline = SemanticEvaluator(classes), SemanticEvaluator(classes)
         by_image: dict[int, list[dict[str, Any]]] = {}
         for r in coarse or []:
@@ -380,9 +385,10 @@ def evaluate_segmenter(weights: Path, gt: Mapping[str, Any], images: Path, label
 
 
 def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe: DemoRecipe = DemoRecipe(),
-                 device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """Detector on the validation split, refinement of its masks, both evaluated; writes ``coarse.json``,
-    ``refined.json``, ``metrics.json``, ``report.md`` and ``figure.png`` into ``out_dir``."""
+                 seg: SegDemoRecipe = SegDemoRecipe(), device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Detector on the validation split, refinement of its masks, both evaluated; with a ``segmenter`` in
+    ``weights`` also the semantic stage (label maps in ``semantic/``, ``semantic_figure.png``). Writes
+    ``coarse.json``, ``refined.json``, ``metrics.json``, ``report.md`` and ``figure.png`` into ``out_dir``."""
     out = Path(out_dir)
     val_ann, val_images = prepare_split(out / "data", "val", recipe.val_images, recipe,
                                         labels="segmenter" in weights, progress=progress)
@@ -413,8 +419,8 @@ def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe
     if "segmenter" in weights:
         start = time.perf_counter()
         labels = out / "data" / "labels" / "val"
-        semantic = evaluate_segmenter(weights["segmenter"], gt, val_images, labels, coarse=coarse,
-                                      out_dir=out / "semantic", device=device, progress=progress)
+        semantic = evaluate_segmenter(weights["segmenter"], gt, val_images, labels, input_size=seg.test_input,
+                                      coarse=coarse, out_dir=out / "semantic", device=device, progress=progress)
         timings["semantic_s"] = time.perf_counter() - start
         metrics["semantic"] = {k: semantic[k] for k in ("mIoU", "aAcc", "mAcc", "per_class",
                                                         "detector_baseline_mIoU")}
@@ -426,8 +432,9 @@ def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe
     figure = write_demo_figures(out / "figure.png", gt, val_images, coarse, refined, info.class_names,
                                 loss_history=_card(weights["detector"]).get("learning_curve", []))
     setting = f"detector input {predicted['input_size']} px short side, trained at {info.model['min_size']}"
+    seg_setting = f"input {seg.test_input or 'the image size'}"
     _write_report(out / "report.md", metrics, timings, weights, figure, setting=setting,
-                  semantic_figure=semantic_figure)
+                  semantic_setting=seg_setting, semantic_figure=semantic_figure)
     return {"metrics": metrics, "timings": timings, "report": out / "report.md", "figure": figure,
             "semantic_figure": semantic_figure}
 
@@ -442,7 +449,7 @@ def _card(weights: Path) -> dict[str, Any]:
 
 
 def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float], weights: dict[str, Path],
-                  figure: Path, setting: str, semantic_figure: Path | None = None) -> None:
+                  figure: Path, setting: str, semantic_setting: str = "", semantic_figure: Path | None = None) -> None:
     lines = ["# densevision demo", "",
              f"Mask R-CNN on the synthetic validation split ({setting}), then Boundary Patch Refinement of its "
              "masks.", ""]
@@ -455,8 +462,9 @@ def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float]
     if "semantic" in metrics:
         semantic = metrics["semantic"]
         baseline = semantic["detector_baseline_mIoU"]
-        lines += ["Semantic FPN segmenter on the validation split (whole images); baseline: the detector's masks "
-                  f"scoring at least {BASELINE_SCORE} rendered to label maps (higher scores on top).", "",
+        lines += [f"Semantic FPN segmenter on the validation split (whole images, {semantic_setting}); baseline: "
+                  f"the detector's masks scoring at least {BASELINE_SCORE} rendered to label maps (higher scores "
+                  "on top).", "",
                   "```", semantic_table(semantic), "```", "",
                   f"detector baseline mIoU: {'n/a' if baseline is None else f'{baseline:.2f}'}", ""]
         if semantic_figure is not None:
@@ -487,4 +495,4 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, train: bool = False, q
                                      progress=progress)
     else:
         weights = shipped_weights()
-    return run_pipeline(out_dir, weights, recipe=recipe, device=device, progress=progress)
+    return run_pipeline(out_dir, weights, recipe=recipe, seg=seg, device=device, progress=progress)
