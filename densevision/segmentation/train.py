@@ -59,6 +59,10 @@ class SegTask:
             raise DenseVisionError("give both --val-images and --val-labels, or neither")
         if len(data.crop) != 2 or min(data.crop) < 1:
             raise DenseVisionError(f"--crop: expected two positive sizes H W, got {data.crop}")
+        if self.config.model.head == "upernet" and self.config.train.batch_size < 2:
+            raise DenseVisionError("--batch-size 1 with --head upernet: the BatchNorm after its 1x1 pyramid-pooling "
+                                   "bin needs at least 2 images per batch in training; use --batch-size 2 or more, "
+                                   "or --head fpn / hrnetv2")
         self.classes = read_classes(data.classes)
         transform = SegTrainTransform(data.crop, scale=data.scale, ratio_range=data.ratio_range,
                                       cat_max_ratio=data.cat_max_ratio, flip=data.flip,
