@@ -128,7 +128,7 @@ class SegDemoRecipe:
     tune_images: int = 12
     # Input size (longer side) of the segmenter in `make demo` (None: the images' own 512²); chosen on the
     # tuning split by benchmarks/demo_seg_test_size.py.
-    test_input: int | None = None
+    test_input: int | None = 384
 
 
 QUICK_SEG_RECIPE = replace(SegDemoRecipe(), channels=16, fpn_channels=16, crop=64, iters=3, batch=2, warmup=1,
