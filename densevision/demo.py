@@ -132,7 +132,7 @@ class SegDemoRecipe:
 
 
 QUICK_SEG_RECIPE = replace(SegDemoRecipe(), channels=16, fpn_channels=16, crop=64, iters=3, batch=2, warmup=1,
-                           eval_every=0, tune_images=2)
+                           eval_every=0, tune_images=2, test_input=None)
 
 
 def prepare_split(data_dir: Path, split: str, count: int, recipe: DemoRecipe, *, labels: bool = False,
