@@ -1,8 +1,9 @@
-"""The end-to-end demo on the embedded synthetic data: detector -> boundary refinement -> metrics and report.
+"""The end-to-end demo on the embedded synthetic data: detector -> boundary refinement -> metrics and report,
+plus a semantic segmenter scored against the detector's masks rendered to label maps.
 
 ``run_demo`` (``make demo``) uses the weights shipped in ``densevision/assets`` (small fp16 state dicts with model
-cards); ``train_demo_weights`` reproduces them from scratch with the recorded :class:`DemoRecipe` (``demo --train``),
-or for a few iterations (``demo --quick``, what the tests run).
+cards); ``train_demo_weights`` reproduces them from scratch with the recorded :class:`DemoRecipe` and
+:class:`SegDemoRecipe` (``demo --train``), or for a few iterations (``demo --quick``, what the tests run).
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ import torch
 
 from densevision import __version__
 from densevision.data.coco import read_json
+from densevision.data.labelmaps import read_label_map, results_to_label_map
 from densevision.data.synthetic import generate_split
 from densevision.detection.config import DetectionDataConfig, DetectorTrainConfig, MaskRCNNConfig
 from densevision.detection.predict import load_detector, predict
 from densevision.detection.train import train_detector
 from densevision.engine.checkpoint import MODEL_SPEC, Checkpointer, find_checkpoint
-from densevision.engine.config import from_dict, plain_value, to_dict
+from densevision.engine.config import TrainConfig, from_dict, plain_value, to_dict
 from densevision.engine.device import resolve_device
 from densevision.errors import DenseVisionError
 from densevision.evaluation import evaluate, format_table
+from densevision.evaluation.semantic import SemanticEvaluator
+from densevision.evaluation.semantic import format_table as semantic_table
 from densevision.io import atomic_open, save_torch, write_json
 from densevision.refine.config import RefineRuleConfig, RefineTrainConfig
 from densevision.refine.dataset import INDEX_FILE as PATCH_INDEX
@@ -38,11 +42,17 @@ from densevision.refine.dataset import build_patch_dataset
 from densevision.refine.network import load_refine_net
 from densevision.refine.pipeline import refine_results
 from densevision.refine.train import train_refiner
-from densevision.report import gain_table, write_demo_figures
+from densevision.report import gain_table, write_demo_figures, write_semantic_figure
+from densevision.segmentation.config import SegDataConfig, SegmenterConfig, SegTrainConfig
+from densevision.segmentation.model import load_segmenter
+from densevision.segmentation.predict import predict_folder
+from densevision.segmentation.train import train_segmenter
 
 ASSETS = Path(__file__).parent / "assets"
 DETECTOR_FILE = "demo_detector.pt"
 REFINER_FILE = "demo_refiner.pt"
+SEGMENTER_FILE = "demo_segmenter.pt"
+BASELINE_SCORE = 0.5  # detections rendered into the baseline label maps score at least this
 IOU_TYPES = ("bbox", "segm", "boundary")
 FIRST_LOSSES = 5
 RULE_CHOICE = ("benchmarks/bpr_refine_rule.py --images 100: the rule with the highest segm AP + Boundary AP among "
@@ -93,17 +103,53 @@ QUICK_RECIPE = replace(
 )
 
 
-def prepare_split(data_dir: Path, split: str, count: int, recipe: DemoRecipe, *,
+@dataclass(frozen=True)
+class SegDemoRecipe:
+    """Everything that decides the demo segmenter; saved in its model card.
+
+    Semantic FPN over the demo detector's backbone, started from the detector's trained backbone weights, on
+    random ``crop``² crops of the demo's training split (512² images rescaled by ``ratio_range``). Its learning
+    curve and best checkpoint come from a tuning split (synthetic seed ``tune_seed``, disjoint from the
+    validation split); nothing is chosen on the validation split.
+    """
+
+    head: str = "fpn"
+    channels: int = 64
+    fpn_channels: int = 64
+    crop: int = 256
+    ratio_range: tuple[float, float] = (0.5, 1.5)
+    iters: int = 600
+    batch: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup: int = 50
+    eval_every: int = 100
+    tune_seed: int = 1
+    tune_images: int = 12
+    # Input size (longer side) of the segmenter in `make demo` (None: the images' own 512²); chosen on the
+    # tuning split by benchmarks/demo_seg_test_size.py.
+    test_input: int | None = 384
+
+
+QUICK_SEG_RECIPE = replace(SegDemoRecipe(), channels=16, fpn_channels=16, crop=64, iters=3, batch=2, warmup=1,
+                           eval_every=0, tune_images=2, test_input=None)
+
+
+def prepare_split(data_dir: Path, split: str, count: int, recipe: DemoRecipe, *, labels: bool = False,
                   progress: bool = True) -> tuple[Path, Path]:
-    """The synthetic split's (annotation json, image folder), generated unless an identical one is there."""
+    """The synthetic split's (annotation json, image folder), generated unless an identical one is there;
+    with ``labels`` also its semantic label maps (``data_dir/labels/split``)."""
     ann = data_dir / "annotations" / f"instances_{split}.json"
     if ann.is_file():
         data = read_json(ann)
         info = data.get("info", {})
-        if (info.get("seed"), info.get("size"), len(data.get("images", []))) == (recipe.seed, recipe.image_size,
-                                                                               count):
+        same = (info.get("seed"), info.get("size"), len(data.get("images", []))) == (recipe.seed, recipe.image_size,
+                                                                                  count)
+        have_labels = not labels or len(list((data_dir / "labels" / split).glob("*.png"))) == count
+        if same and have_labels:
             return ann, data_dir / split
-    ann = generate_split(data_dir, split, count, size=recipe.image_size, seed=recipe.seed, progress=progress)
+    ann = generate_split(data_dir, split, count, size=recipe.image_size, seed=recipe.seed, labels=labels,
+                         progress=progress)
     return ann, data_dir / split
 
 
@@ -188,13 +234,70 @@ def refiner_config(recipe: DemoRecipe, patches: str | os.PathLike) -> RefineTrai
     return replace(config, data=replace(config.data, patches=os.fspath(patches)), model=model, train=train)
 
 
-def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoRecipe(), device: str = "auto",
+def segmenter_config(recipe: DemoRecipe, seg: SegDemoRecipe, data: Mapping[str, Any],
+                     detector: str | os.PathLike) -> SegTrainConfig:
+    """The segmenter's training config that ``recipe`` / ``seg`` decide, on ``data`` (``train_images``,
+    ``train_labels``, ``val_images``, ``val_labels``, ``classes``), its backbone (the detector's architecture)
+    initialised from the detector checkpoint ``detector``."""
+    backbone_kwargs = plain_value(recipe.detector_model_kwargs.get("backbone_kwargs", {}))
+    model = SegmenterConfig(backbone=recipe.detector_backbone, head=seg.head, channels=seg.channels,
+                            fpn_channels=seg.fpn_channels, aux=False, backbone_init=os.fspath(detector),
+                            backbone_kwargs=backbone_kwargs)
+    data_config = SegDataConfig(**{k: os.fspath(v) for k, v in data.items()}, crop=[seg.crop, seg.crop],
+                                scale=[recipe.image_size, recipe.image_size], ratio_range=list(seg.ratio_range))
+    train = replace(TrainConfig(), iters=seg.iters, batch_size=seg.batch, lr=seg.lr, weight_decay=seg.weight_decay,
+                    schedule="poly", power=1.0, warmup_iters=seg.warmup, eval_every=seg.eval_every,
+                    eval_batch_size=1, checkpoint_every=max(seg.eval_every, 100), keep_checkpoints=2, log_every=10,
+                    workers=0, seed=recipe.seed)
+    return SegTrainConfig(data=data_config, model=model, train=train)
+
+
+def train_demo_segmenter(out_dir: str | os.PathLike, detector: str | os.PathLike, *,
+                         recipe: DemoRecipe = DemoRecipe(), seg: SegDemoRecipe = SegDemoRecipe(),
+                         device: str = "auto", command: str = "densevision demo --train",
+                         progress: bool = True) -> Path:
+    """Train the demo segmenter (backbone from the ``detector`` checkpoint's ``backbone.body.*``) on the demo's
+    training split, its best checkpoint chosen on the tuning split; writes ``out_dir/weights/demo_segmenter.pt``
+    (fp16) with its model card (validation metrics of those weights included) and returns its path.
+    Interrupted runs continue where they stopped when called again with the same ``out_dir``."""
+    out = Path(out_dir)
+    data_dir = out / "data"
+    _, train_images = prepare_split(data_dir, "train", recipe.train_images, recipe, labels=True, progress=progress)
+    _, tune_images = prepare_split(out / "tune_data", "val", seg.tune_images, replace(recipe, seed=seg.tune_seed),
+                                   labels=True, progress=progress)
+    data = {"train_images": train_images, "train_labels": data_dir / "labels" / "train",
+            "val_images": tune_images, "val_labels": out / "tune_data" / "labels" / "val",
+            "classes": data_dir / "classes.json"}
+    start = time.perf_counter()
+    run = out / "segmenter_run"
+    summary = train_segmenter(segmenter_config(recipe, seg, data, detector), run, device=device,
+                              resume=Checkpointer(run).has_checkpoint(), progress=progress)
+    checkpoint = find_checkpoint(run)
+    weights = _half_weights(checkpoint, out / "weights" / SEGMENTER_FILE)
+    wall = time.perf_counter() - start
+    val_ann, val_images = prepare_split(data_dir, "val", recipe.val_images, recipe, labels=True, progress=progress)
+    semantic = evaluate_segmenter(weights, read_json(val_ann), val_images, data_dir / "labels" / "val",
+                                  input_size=seg.test_input, device=device, progress=progress)
+    tuning = {k: v for k, v in summary.get("metrics", {}).items() if k in ("mIoU", "aAcc", "mAcc")}
+    _write_card(weights.with_suffix(".json"), weights=weights, command=command, recipe=recipe,
+                iterations=summary["iteration"], wall_time_s=wall,
+                metrics={"val": {k: semantic[k] for k in ("mIoU", "aAcc", "mAcc", "per_class")}, "tune": tuning},
+                history=_run_history(run),
+                extra={"segmenter_recipe": asdict(seg), "checkpoint": checkpoint.name,
+                       "backbone_init": {"file": Path(detector).name, "sha256": _sha256(Path(detector)),
+                                         "prefix": "backbone.body."}})
+    return weights
+
+
+def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoRecipe(),
+                       seg: SegDemoRecipe = SegDemoRecipe(), device: str = "auto",
                        command: str = "densevision demo --train", progress: bool = True) -> dict[str, Path]:
-    """Train the demo detector, then the refiner on patches of its training-split predictions.
+    """Train the demo detector, then the refiner on patches of its training-split predictions, then the
+    segmenter from the detector's backbone.
 
     Interrupted runs continue where they stopped when called again with the same ``out_dir``. Writes
-    ``out_dir/weights/{demo_detector.pt, demo_refiner.pt}`` (fp16) with their model cards (``.json``)
-    and returns their paths.
+    ``out_dir/weights/{demo_detector.pt, demo_refiner.pt, demo_segmenter.pt}`` (fp16) with their model cards
+    (``.json``) and returns their paths.
     """
     out = Path(out_dir)
     data_dir, weights = out / "data", out / "weights"
@@ -227,24 +330,68 @@ def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoR
                 iterations=summary["iteration"], wall_time_s=time.perf_counter() - start,
                 metrics=summary.get("metrics", {}), history=_run_history(ref_run),
                 extra={"refine_rule": refine_rule_card()})
-    return {"detector": detector, "refiner": refiner}
+    segmenter = train_demo_segmenter(out, detector, recipe=recipe, seg=seg, device=device, command=command,
+                                     progress=progress)
+    return {"detector": detector, "refiner": refiner, "segmenter": segmenter}
 
 
 def shipped_weights() -> dict[str, Path]:
-    """The demo weights inside the package; a clear error when they are missing."""
+    """The demo weights inside the package (the segmenter only when it is there: its stage is optional); a
+    clear error when the detector or refiner is missing."""
     paths = {"detector": ASSETS / DETECTOR_FILE, "refiner": ASSETS / REFINER_FILE}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise DenseVisionError(f"demo weights not found: {', '.join(missing)}; run `densevision demo --train`")
+    if (ASSETS / SEGMENTER_FILE).is_file():
+        paths["segmenter"] = ASSETS / SEGMENTER_FILE
     return paths
 
 
+def evaluate_segmenter(weights: Path, gt: Mapping[str, Any], images: Path, labels: Path, *,
+                       input_size: int | None = None, coarse: list[dict[str, Any]] | None = None,
+                       out_dir: Path | None = None, device: str | torch.device = "auto",
+                       progress: bool = True) -> dict[str, Any]:
+    """The segmenter ``weights`` on the images of ``gt`` (whole images, longer side rescaled to ``input_size``
+    when given) against the label maps in ``labels``: ``{"mIoU", "aAcc", "mAcc", "per_class"}`` in percent;
+    with ``coarse`` (instance results) also
+    ``detector_baseline_mIoU`` (and ``detector_baseline``, its full results): those results scoring at least
+    ``BASELINE_SCORE`` rendered to label maps (higher scores on top) and scored the same way. Predicted label
+    PNGs go to ``out_dir`` (a temporary folder when None)."""
+    import tempfile
+
+    model = load_segmenter(weights).to(resolve_device(device) if isinstance(device, str) else device)
+    classes = model.classes
+    cat_to_class = {c["id"]: classes.index(c["name"]) for c in gt["categories"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        pred_dir = Path(out_dir) if out_dir is not None else Path(tmp)
+        predict_folder(model, images, pred_dir, input_size=input_size, progress=progress)
+        segmenter, baseline = SemanticEvaluator(classes), SemanticEvaluator(classes)
+        by_image: dict[int, list[dict[str, Any]]] = {}
+        for r in coarse or []:
+            by_image.setdefault(r["image_id"], []).append({**r, "category_id": cat_to_class[r["category_id"]]})
+        for info in gt["images"]:
+            stem = Path(info["file_name"]).stem
+            label = torch.from_numpy(read_label_map(labels / f"{stem}.png").astype("int64"))
+            pred = torch.from_numpy(read_label_map(pred_dir / f"{stem}.png").astype("int64"))
+            segmenter.update(pred, label)
+            rendered = results_to_label_map(by_image.get(info["id"], []), info["height"], info["width"],
+                                            score_thr=BASELINE_SCORE)
+            baseline.update(torch.from_numpy(rendered.astype("int64")), label)
+    out = segmenter.results()
+    if coarse is not None:
+        out["detector_baseline"] = baseline.results()
+        out["detector_baseline_mIoU"] = out["detector_baseline"]["mIoU"]
+    return out
+
+
 def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe: DemoRecipe = DemoRecipe(),
-                 device: str = "auto", progress: bool = True) -> dict[str, Any]:
-    """Detector on the validation split, refinement of its masks, both evaluated; writes ``coarse.json``,
-    ``refined.json``, ``metrics.json``, ``report.md`` and ``figure.png`` into ``out_dir``."""
+                 seg: SegDemoRecipe = SegDemoRecipe(), device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Detector on the validation split, refinement of its masks, both evaluated; with a ``segmenter`` in
+    ``weights`` also the semantic stage (label maps in ``semantic/``, ``semantic_figure.png``). Writes
+    ``coarse.json``, ``refined.json``, ``metrics.json``, ``report.md`` and ``figure.png`` into ``out_dir``."""
     out = Path(out_dir)
-    val_ann, val_images = prepare_split(out / "data", "val", recipe.val_images, recipe, progress=progress)
+    val_ann, val_images = prepare_split(out / "data", "val", recipe.val_images, recipe,
+                                        labels="segmenter" in weights, progress=progress)
     gt = read_json(val_ann)
     device = resolve_device(device)
     timings: dict[str, float] = {}
@@ -268,13 +415,28 @@ def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe
 
     metrics = {"coarse": evaluate(gt, coarse, IOU_TYPES) if coarse else _zero_metrics(),
                "refined": evaluate(gt, refined, IOU_TYPES) if refined else _zero_metrics()}
+    semantic_figure = None
+    if "segmenter" in weights:
+        start = time.perf_counter()
+        labels = out / "data" / "labels" / "val"
+        semantic = evaluate_segmenter(weights["segmenter"], gt, val_images, labels, input_size=seg.test_input,
+                                      coarse=coarse, out_dir=out / "semantic", device=device, progress=progress)
+        timings["semantic_s"] = time.perf_counter() - start
+        metrics["semantic"] = {k: semantic[k] for k in ("mIoU", "aAcc", "mAcc", "per_class",
+                                                        "detector_baseline_mIoU")}
+        semantic_figure = write_semantic_figure(out / "semantic_figure.png", [
+            (val_images / i["file_name"], labels / f"{Path(i['file_name']).stem}.png",
+             out / "semantic" / f"{Path(i['file_name']).stem}.png") for i in gt["images"][:3]])
     write_json(out / "metrics.json", metrics)
     _, info = load_detector(weights["detector"])
     figure = write_demo_figures(out / "figure.png", gt, val_images, coarse, refined, info.class_names,
                                 loss_history=_card(weights["detector"]).get("learning_curve", []))
     setting = f"detector input {predicted['input_size']} px short side, trained at {info.model['min_size']}"
-    _write_report(out / "report.md", metrics, timings, weights, figure, setting=setting)
-    return {"metrics": metrics, "timings": timings, "report": out / "report.md", "figure": figure}
+    seg_setting = f"input {seg.test_input or 'the image size'}"
+    _write_report(out / "report.md", metrics, timings, weights, figure, setting=setting,
+                  semantic_setting=seg_setting, semantic_figure=semantic_figure)
+    return {"metrics": metrics, "timings": timings, "report": out / "report.md", "figure": figure,
+            "semantic_figure": semantic_figure}
 
 
 def _zero_metrics() -> dict[str, dict[str, float]]:
@@ -287,7 +449,7 @@ def _card(weights: Path) -> dict[str, Any]:
 
 
 def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float], weights: dict[str, Path],
-                  figure: Path, setting: str) -> None:
+                  figure: Path, setting: str, semantic_setting: str = "", semantic_figure: Path | None = None) -> None:
     lines = ["# densevision demo", "",
              f"Mask R-CNN on the synthetic validation split ({setting}), then Boundary Patch Refinement of its "
              "masks.", ""]
@@ -297,8 +459,21 @@ def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float]
     lines += ["## Refinement gain (AP points)", "",
               " | ".join(f"{t}: {gain[t]:+.2f}" for t in IOU_TYPES), "",
               "## Refinement gain per area range (small < 32², medium < 96², large)", "",
-              gain_table(metrics, ("segm", "boundary"), ("AP", "APs", "APm", "APl")), "",
-              "## Timings (s)", "", *[f"- {k}: {v:.1f}" for k, v in timings.items()], "",
+              gain_table(metrics, ("segm", "boundary"), ("AP", "APs", "APm", "APl")), ""]
+    lines += ["## Semantic segmentation", ""]
+    if "semantic" in metrics:
+        semantic = metrics["semantic"]
+        baseline = semantic["detector_baseline_mIoU"]
+        lines += [f"Semantic FPN segmenter on the validation split (whole images, {semantic_setting}); baseline: "
+                  f"the detector's masks scoring at least {BASELINE_SCORE} rendered to label maps (higher scores "
+                  "on top).", "",
+                  "```", semantic_table(semantic), "```", "",
+                  f"detector baseline mIoU: {'n/a' if baseline is None else f'{baseline:.2f}'}", ""]
+        if semantic_figure is not None:
+            lines += [f"![semantic figure]({semantic_figure.name})", ""]
+    else:
+        lines += [f"Skipped: no segmenter weights (`{SEGMENTER_FILE}`); `densevision demo --train` makes them.", ""]
+    lines += ["## Timings (s)", "", *[f"- {k}: {v:.1f}" for k, v in timings.items()], "",
               "## Weights", ""]
     for name, w in weights.items():
         card = _card(w)
@@ -313,12 +488,13 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, train: bool = False, q
              device: str = "auto", detector_input: int | None = None, progress: bool = True) -> dict[str, Any]:
     """``make demo``: the pipeline on the shipped weights, or on freshly trained ones (``train`` / ``quick``);
     ``detector_input`` overrides the recipe's inference size of the detector."""
-    recipe = QUICK_RECIPE if quick else DemoRecipe()
+    recipe, seg = (QUICK_RECIPE, QUICK_SEG_RECIPE) if quick else (DemoRecipe(), SegDemoRecipe())
     if detector_input is not None:
         recipe = replace(recipe, detector_test_input=detector_input)
     if train or quick:
         command = "densevision " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["demo"] else "run_demo"
-        weights = train_demo_weights(out_dir, recipe=recipe, device=device, command=command, progress=progress)
+        weights = train_demo_weights(out_dir, recipe=recipe, seg=seg, device=device, command=command,
+                                     progress=progress)
     else:
         weights = shipped_weights()
-    return run_pipeline(out_dir, weights, recipe=recipe, device=device, progress=progress)
+    return run_pipeline(out_dir, weights, recipe=recipe, seg=seg, device=device, progress=progress)

@@ -164,3 +164,25 @@ def write_demo_figures(path: str | os.PathLike, gt: Mapping[str, Any], image_roo
 def _rle(ann: Mapping[str, Any], info: Mapping[str, Any]) -> dict:
     mask = annotation_to_mask(ann["segmentation"], info["height"], info["width"])
     return mask_utils.encode(np.asfortranarray(mask))
+
+
+def write_semantic_figure(path: str | os.PathLike, samples: Sequence[tuple[Path, Path, Path]]) -> Path:
+    """One PNG with a row per ``(image, ground-truth label map, predicted label map)`` file triple: the image,
+    then both label maps in the label files' palette colours (VOC; 255 = ignore)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    fig = Figure(figsize=(9, 3 * len(samples)), dpi=80)
+    FigureCanvasAgg(fig)
+    for row, files in enumerate(samples):
+        for col, (title, file) in enumerate(zip(("image", "ground truth", "prediction"), files, strict=True)):
+            ax = fig.add_subplot(len(samples), 3, 3 * row + col + 1)
+            ax.imshow(np.asarray(Image.open(file).convert("RGB")))
+            ax.set_title(f"{title}: {Path(file).name}", fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    return path

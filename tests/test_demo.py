@@ -1,6 +1,6 @@
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -8,33 +8,52 @@ from densevision.demo import (
     ASSETS,
     DETECTOR_FILE,
     QUICK_RECIPE,
+    QUICK_SEG_RECIPE,
     DemoRecipe,
     detector_config,
     prepare_split,
     run_demo,
+    run_pipeline,
 )
 
 
 def test_quick_demo_runs_every_step(tmp_path):
     out = run_demo(tmp_path, quick=True, device="cpu", detector_input=96, progress=False)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics) == {"coarse", "refined"}
-    for stage in metrics.values():
-        assert set(stage) == {"bbox", "segm", "boundary"}
-        assert all(0.0 <= stage[t]["AP"] <= 100.0 for t in stage)
+    assert set(metrics) == {"coarse", "refined", "semantic"}
+    for stage in ("coarse", "refined"):
+        assert set(metrics[stage]) == {"bbox", "segm", "boundary"}
+        assert all(0.0 <= metrics[stage][t]["AP"] <= 100.0 for t in metrics[stage])
+    semantic = metrics["semantic"]
+    assert set(semantic) == {"mIoU", "aAcc", "mAcc", "per_class", "detector_baseline_mIoU"}
+    assert list(semantic["per_class"]) == ["background", "triangle", "square", "star", "ellipse", "ring"]
+    assert 0.0 <= semantic["mIoU"] <= 100.0 and 0.0 <= semantic["detector_baseline_mIoU"] <= 100.0
+    assert len(list((tmp_path / "semantic").glob("*.png"))) == QUICK_RECIPE.val_images
+    assert out["semantic_figure"].stat().st_size > 5_000
     report = out["report"].read_text()
     assert report.startswith("# densevision demo")
     assert f"detector input 96 px short side, trained at {QUICK_RECIPE.detector_input}" in report
     assert (tmp_path / "figure.png").stat().st_size > 10_000
-    for name in ("demo_detector", "demo_refiner"):
+    for name in ("demo_detector", "demo_refiner", "demo_segmenter"):
         weights = tmp_path / "weights" / f"{name}.pt"
         card = json.loads((tmp_path / "weights" / f"{name}.json").read_text())
         assert card["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
         assert card["recipe"]["seed"] == QUICK_RECIPE.seed and card["iterations"] == 3
+    card = json.loads((tmp_path / "weights" / "demo_segmenter.json").read_text())
+    assert card["segmenter_recipe"] == asdict(QUICK_SEG_RECIPE) | {"ratio_range": list(QUICK_SEG_RECIPE.ratio_range)}
+    assert card["backbone_init"]["file"] == "demo_detector.pt"
+    assert card["metrics"]["val"]["mIoU"] == pytest.approx(semantic["mIoU"])
     refined = json.loads((tmp_path / "refined.json").read_text())
     coarse = json.loads((tmp_path / "coarse.json").read_text())
     assert [(r["image_id"], r["category_id"], r["score"]) for r in refined] == \
         [(r["image_id"], r["category_id"], r["score"]) for r in coarse]
+
+    # Without segmenter weights the semantic stage is skipped with a note.
+    weights = {k: tmp_path / "weights" / f"demo_{k}.pt" for k in ("detector", "refiner")}
+    again = run_pipeline(tmp_path / "no_seg", weights, recipe=replace(QUICK_RECIPE, detector_test_input=96),
+                         device="cpu", progress=False)
+    assert "semantic" not in again["metrics"] and again["semantic_figure"] is None
+    assert "Skipped: no segmenter weights" in again["report"].read_text()
 
 
 def test_prepare_split_reuses_identical_data(tmp_path):

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from densevision.data.images import IMAGE_EXTENSIONS, read_image
 from densevision.data.jsonio import read_json
+from densevision.data.masks import annotation_to_mask
 from densevision.data.transforms import PhotometricJitter
 from densevision.errors import DataError
 from densevision.io import atomic_open, write_json
@@ -161,6 +162,16 @@ def label_map_problems(images: str | os.PathLike, labels: str | os.PathLike, num
             problems.append(f"{label_files[stem]}: values outside the {num_classes} classes and ignore "
                             f"{ignore_index}: {listed}")
     return problems
+
+
+def results_to_label_map(results: Sequence[dict], height: int, width: int, *, score_thr: float = 0.5) -> np.ndarray:
+    """Instance results of one image (``category_id``, ``score``, ``segmentation``) painted into an H×W uint8
+    label map: 0 where none lies, else the ``category_id`` of the highest-scoring instance scoring at least
+    ``score_thr`` (lower scores painted first, higher ones on top)."""
+    label = np.zeros((height, width), np.uint8)
+    for r in sorted((r for r in results if r["score"] >= score_thr), key=lambda r: r["score"]):
+        label[annotation_to_mask(r["segmentation"], height, width) > 0] = r["category_id"]
+    return label
 
 
 # ------------------------------------------------------------------------------------------------ data set

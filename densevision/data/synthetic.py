@@ -7,7 +7,9 @@ boundaries by several pixels, which is what boundary refinement corrects. Same s
 
 Every instance also carries COCO keypoints (triangle vertices, square corners, star tips, the ends of an
 ellipse's or ring's axes) with visibility flags; they are computed from the same random draws, so images, masks
-and boxes are the bytes they were before keypoints existed.
+and boxes are the bytes they were before keypoints existed. The same scenes as semantic label maps (``labels``):
+0 = background, c = category id c, 255 (ignore) on the pixels of shapes with fewer than 16 visible pixels, which
+the image shows but the annotations leave out.
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from densevision.data.jsonio import read_json
-from densevision.data.labelmaps import write_classes, write_label_map
-from densevision.data.masks import annotation_to_mask
+from densevision.data.labelmaps import IGNORE_INDEX, write_classes, write_label_map
 from densevision.io import atomic_open, write_json
 
 CATEGORIES = [
@@ -32,6 +32,7 @@ CATEGORIES = [
     {"id": 4, "name": "ellipse", "supercategory": "shape"},
     {"id": 5, "name": "ring", "supercategory": "shape"},
 ]
+CLASSES = ["background", *(c["name"] for c in CATEGORIES)]  # semantic classes: index = category id
 SPLITS = ("train", "val")
 # OKS sigma of every synthetic keypoint: as strict as COCO's eyes, fixed so that keypoint AP keeps its meaning.
 KPT_SIGMA = 0.025
@@ -129,18 +130,13 @@ def _texture(size: int, rng: np.random.Generator) -> np.ndarray:
     return (base + grad + rng.normal(0, rng.uniform(2, 12), (size, size, 3))).astype(np.float32)
 
 
-def render_image(size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
-    """Render one image: returns H×W×3 uint8 RGB and ``(category_id, visible mask)`` pairs, fully hidden or
-    nearly hidden instances dropped."""
-    image, instances = render_image_with_keypoints(size, rng)
-    return image, [(cat, mask) for cat, mask, _ in instances]
-
-
-def render_image_with_keypoints(
+def render_scene(
     size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
-    """:func:`render_image` with each instance's keypoints: ``(category_id, visible mask, K×3 [x, y, v])``,
-    v = 2 visible, 1 covered by a later shape (occluded), 0 outside the image (then x = y = 0)."""
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]], np.ndarray]:
+    """Render one image: returns H×W×3 uint8 RGB, the annotated instances as ``(category_id, visible mask,
+    K×3 keypoints [x, y, v])`` (v = 2 visible, 1 covered by a later shape, 0 outside the image with x = y = 0;
+    fully hidden instances and those with fewer than 16 visible pixels dropped) and the H×W bool mask of the
+    visible pixels of the dropped, nearly hidden ones (shown in the image, but not annotated)."""
     image = _background(size, rng)
     instances: list[tuple[int, np.ndarray, np.ndarray]] = []
     for _ in range(int(rng.integers(3, 9))):
@@ -159,7 +155,37 @@ def render_image_with_keypoints(
     image = cv2.GaussianBlur(image, (3, 3), 0.6)
     image += rng.normal(0, rng.uniform(2, 8), image.shape).astype(np.float32)
     visible = [(c, m, k) for c, m, k in instances if int(m.sum()) >= _MIN_VISIBLE_PIXELS]
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8), visible
+    unannotated = np.zeros((size, size), bool)
+    for _, m, _ in instances:
+        if 0 < int(m.sum()) < _MIN_VISIBLE_PIXELS:
+            unannotated |= m.astype(bool)
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8), visible, unannotated
+
+
+def render_image_with_keypoints(
+    size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
+    """:func:`render_scene` without the unannotated pixels: the image and ``(category_id, mask, keypoints)``."""
+    image, visible, _ = render_scene(size, rng)
+    return image, visible
+
+
+def render_image(size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+    """Render one image: returns H×W×3 uint8 RGB and ``(category_id, visible mask)`` pairs, fully hidden or
+    nearly hidden instances dropped."""
+    image, visible, _ = render_scene(size, rng)
+    return image, [(cat, mask) for cat, mask, _ in visible]
+
+
+def semantic_label(size: int, instances: list[tuple], unannotated: np.ndarray) -> np.ndarray:
+    """The scene's H×W uint8 label map: 0 = background, c = category id c on each visible instance mask
+    (``instances``: ``(category_id, mask, ...)``), ``IGNORE_INDEX`` (255) on the pixels of shapes too small to
+    annotate (neither background nor a labelled object)."""
+    label = np.zeros((size, size), np.uint8)
+    for cat, mask, *_ in instances:
+        label[mask > 0] = cat
+    label[unannotated] = IGNORE_INDEX
+    return label
 
 
 def _keypoint_triplets(points: np.ndarray, size: int) -> np.ndarray:
@@ -226,11 +252,14 @@ def _write_png(path: Path, image_rgb: np.ndarray) -> None:
 
 
 def generate_split(out_dir: str | os.PathLike, split: str, count: int, *, size: int = 512, seed: int = 0,
-                   progress: bool = True) -> Path:
+                   labels: bool = False, progress: bool = True) -> Path:
     """Write ``count`` images to ``out_dir/split/`` and ``out_dir/annotations/instances_{split}.json``
-    (instances with COCO keypoints: :func:`keypoint_categories`, :func:`keypoint_fields`).
+    (instances with COCO keypoints: :func:`keypoint_categories`, :func:`keypoint_fields`); with ``labels`` also
+    the semantic label maps ``out_dir/labels/{split}/<stem>.png`` (:func:`semantic_label`, palette PNGs of class
+    indices) and ``out_dir/classes.json``.
 
-    Image ``i`` of a split depends only on ``(seed, split, i)``; returns the json path.
+    Image ``i`` of a split depends only on ``(seed, split, i)`` (the same bytes with or without ``labels``);
+    returns the json path.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -240,10 +269,13 @@ def generate_split(out_dir: str | os.PathLike, split: str, count: int, *, size: 
     images, annotations = [], []
     for i in tqdm(range(count), desc=f"synth {split}", disable=not progress, unit="img"):
         rng = np.random.default_rng([seed, SPLITS.index(split), i])
-        image, instances = render_image_with_keypoints(size, rng)
+        image, instances, unannotated = render_scene(size, rng)
         image_id = i + 1
         file_name = f"{image_id:06d}.png"
         _write_png(out_dir / split / file_name, image)
+        if labels:
+            write_label_map(out_dir / "labels" / split / f"{image_id:06d}.png",
+                            semantic_label(size, instances, unannotated))
         images.append({"id": image_id, "file_name": file_name, "height": size, "width": size})
         for cat, mask, keypoints in instances:
             annotations.append({**_annotation(len(annotations) + 1, image_id, cat, mask), **keypoint_fields(keypoints)})
@@ -254,34 +286,15 @@ def generate_split(out_dir: str | os.PathLike, split: str, count: int, *, size: 
         "annotations": annotations,
         "categories": keypoint_categories(),
     }, indent=None)
+    if labels:
+        write_classes(out_dir / "classes.json", CLASSES)
     return ann_path
 
 
 def generate(out_dir: str | os.PathLike, *, train: int = 200, val: int = 50, size: int = 512, seed: int = 0,
              progress: bool = True) -> dict[str, Path]:
-    """Write the train and val splits; returns ``{split: annotation json path}`` (splits with 0 images skipped)."""
+    """Write the train and val splits with their semantic label maps; returns ``{split: annotation json path}``
+    (splits with 0 images skipped)."""
     counts = {"train": train, "val": val}
-    written = {s: generate_split(out_dir, s, n, size=size, seed=seed, progress=progress)
-               for s, n in counts.items() if n > 0}
-    for split, ann_path in written.items():
-        write_semantic_labels(out_dir, split, ann_path)
-    return written
-
-
-def write_semantic_labels(out_dir: str | os.PathLike, split: str, ann_path: str | os.PathLike) -> Path:
-    """The same scenes as semantic label maps: ``out_dir/labels/{split}/<stem>.png`` (palette PNGs of class
-    indices: 0 = background, c = category id c, from the visible instance masks of ``ann_path``) and
-    ``out_dir/classes.json``; returns the label folder. The images and annotations are not touched."""
-    out_dir = Path(out_dir)
-    data = read_json(ann_path)
-    by_image: dict[int, list[dict]] = {}
-    for ann in data["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
-    folder = out_dir / "labels" / split
-    for image in data["images"]:
-        label = np.zeros((image["height"], image["width"]), np.uint8)
-        for ann in by_image.get(image["id"], []):
-            label[annotation_to_mask(ann["segmentation"], image["height"], image["width"]) > 0] = ann["category_id"]
-        write_label_map(folder / f"{Path(image['file_name']).stem}.png", label)
-    write_classes(out_dir / "classes.json", ["background", *(c["name"] for c in CATEGORIES)])
-    return folder
+    return {s: generate_split(out_dir, s, n, size=size, seed=seed, labels=True, progress=progress)
+            for s, n in counts.items() if n > 0}

@@ -11,7 +11,7 @@ from densevision.lazy import lazy_exports
 _EXPORTS = {
     "config": ("SegmenterConfig", "SegTrainConfig"),
     "heads": ("FCNHead", "HRNetV2Head", "SemanticFPNHead", "UperNetHead", "adaptive_avg_pool2d", "build_head"),
-    "model": ("Segmenter", "build_segmenter", "load_segmenter", "segmenter_spec"),
+    "model": ("Segmenter", "build_segmenter", "init_backbone_from", "load_segmenter", "segmenter_spec"),
     "predict": ("predict_folder", "predict_image", "slide_inference"),
     "train": ("SegTask", "train_segmenter"),
 }

@@ -23,6 +23,11 @@ class SegmenterConfig:
     backbone: str = field(default="swin_tiny_patch4_window7_224", metadata={"help": "zoo name or timm:<model>"})
     head: Literal["upernet", "fpn", "hrnetv2"] = field(default="upernet", metadata={"help": "decode head"})
     weights: str | None = field(default=None, metadata={"help": "ImageNet checkpoint of the backbone"})
+    backbone_init: str | None = field(default=None, metadata={
+        "help": "checkpoint of another model on the same backbone (e.g. a detector) whose backbone tensors "
+                "initialise this one"})
+    backbone_init_prefix: str = field(default="backbone.body.", metadata={
+        "help": "prefix of those tensors in --backbone-init's state dict"})
     channels: int | None = field(default=None, metadata={
         "help": "head width (null: UperNet 512, Semantic FPN 128)"})
     fpn_channels: int = field(default=256, metadata={"help": "Semantic FPN pyramid width"})

@@ -3,7 +3,8 @@ logits bilinearly resized to the input size. Any input size; CPU-first (plain Ba
 
 ``build_segmenter("swin_tiny_patch4_window7_224", "upernet", 150)`` builds the Swin-T UperNet of the Swin
 segmentation repository (60M parameters with its auxiliary head); ``"timm:<model>"`` takes any timm
-``features_only`` model. :func:`load_segmenter` rebuilds a trained model from its checkpoint's model spec.
+``features_only`` model. :func:`load_segmenter` rebuilds a trained model from its checkpoint's model spec;
+:func:`init_backbone_from` starts the backbone from another model's (e.g. a detector's) weights.
 """
 
 from __future__ import annotations
@@ -132,6 +133,23 @@ def build_segmenter(
             "fpn_channels": fpn_channels, "pool_scales": list(pool_scales), "dropout": dropout, "aux": aux,
             "aux_channels": aux_channels, "aux_index": aux_index, "backbone_kwargs": dict(backbone_kwargs or {})}
     return Segmenter(body, decode, aux_head=aux_head, aux_index=aux_index, arch=arch, classes=classes)
+
+
+def init_backbone_from(model: Segmenter, path: str | os.PathLike, *, prefix: str = "backbone.body.",
+                       trust_checkpoint: bool = False) -> Segmenter:
+    """Initialise ``model.backbone`` from the ``prefix*`` tensors of another model's checkpoint on the same
+    backbone (a densevision detector keeps its backbone under ``backbone.body.``); the tensors are cast to the
+    model's dtypes (shipped fp16 weights load into fp32). Every backbone tensor must be there with its shape,
+    else a :class:`CheckpointError` lists what does not fit."""
+    state = unwrap_state_dict(read_checkpoint(path, trust_checkpoint=trust_checkpoint))
+    body = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not body:
+        raise CheckpointError(f"{path}: no tensors under {prefix!r} to initialise the backbone from "
+                              f"(keys start with {sorted({k.split('.')[0] for k in state})[:8]})")
+    own = model.backbone.state_dict()
+    body = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in body.items()}
+    load_state_dict_checked(model.backbone, body, f"{path} ({prefix}*)")
+    return model
 
 
 def segmenter_spec(model: Segmenter) -> dict[str, Any]:

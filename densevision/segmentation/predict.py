@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from densevision.data.images import read_image, records_from_folder
 from densevision.data.labelmaps import image_tensor, write_label_map
+from densevision.segmentation.heads import resize
 from densevision.segmentation.model import Segmenter
 
 
@@ -44,31 +45,50 @@ def slide_inference(model: Segmenter, image: torch.Tensor, crop: Sequence[int], 
     return total / count
 
 
+def input_shape(height: int, width: int, input_size: int | None) -> tuple[int, int]:
+    """The size an ``height×width`` image runs at: its longer side rescaled to ``input_size`` (aspect kept;
+    None: its own size)."""
+    if input_size is None:
+        return height, width
+    scale = input_size / max(height, width)
+    return max(round(height * scale), 1), max(round(width * scale), 1)
+
+
 @torch.no_grad()
 def predict_image(model: Segmenter, image: torch.Tensor, *, mode: str = "whole", crop: Sequence[int] | None = None,
-                  stride: Sequence[int] | None = None) -> torch.Tensor:
-    """Label map of one ``3×H×W`` image in [0, 1]: ``H×W`` int64 class indices (``mode`` "whole" or "slide")."""
+                  stride: Sequence[int] | None = None, input_size: int | None = None) -> torch.Tensor:
+    """Label map of one ``3×H×W`` image in [0, 1]: ``H×W`` int64 class indices (``mode`` "whole" or "slide").
+    With ``input_size`` the image runs with its longer side rescaled to that many pixels (bilinear,
+    antialiased) and the logits are resized back to ``H×W``."""
     batch = image[None].to(next(model.parameters()).device)
+    size = batch.shape[-2:]
+    shape = input_shape(*size, input_size)
+    if shape != tuple(size):
+        batch = torch.nn.functional.interpolate(batch, size=shape, mode="bilinear", align_corners=False,
+                                                antialias=shape[0] < size[0])
     if mode == "slide":
         if crop is None or stride is None:
             raise ValueError("slide inference needs crop and stride")
         logits = slide_inference(model, batch, crop, stride)
     else:
         logits = model(batch)
+    if shape != tuple(size):
+        logits = resize(logits, size)
     return logits.argmax(1)[0].cpu()
 
 
 def predict_folder(model: Segmenter, images: str | os.PathLike, out_dir: str | os.PathLike, *, mode: str = "whole",
                    crop: Sequence[int] | None = None, stride: Sequence[int] | None = None,
-                   progress: bool = True) -> list[Path]:
+                   input_size: int | None = None, progress: bool = True) -> list[Path]:
     """Write one palette PNG of class indices (``<stem>.png``, the image's size) per image of a folder or
-    for one file; returns the written paths."""
+    for one file (run at ``input_size``, see :func:`predict_image`); returns the written paths."""
     model.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for record in tqdm(records_from_folder(images), disable=not progress, desc="seg predict"):
-        label = predict_image(model, image_tensor(read_image(record.path)), mode=mode, crop=crop, stride=stride)
+        label = predict_image(model, image_tensor(read_image(record.path)), mode=mode, crop=crop, stride=stride,
+                              input_size=input_size)
         path = out_dir / f"{Path(record.file_name).stem}.png"
         write_label_map(path, label.numpy())
         written.append(path)

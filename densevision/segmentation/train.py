@@ -24,7 +24,7 @@ from densevision.engine import build_optimizer, build_scheduler, inference_on_da
 from densevision.errors import DenseVisionError
 from densevision.evaluation.semantic import SemanticEvaluator
 from densevision.segmentation.config import SegTrainConfig
-from densevision.segmentation.model import Segmenter, build_segmenter, segmenter_spec
+from densevision.segmentation.model import Segmenter, build_segmenter, init_backbone_from, segmenter_spec
 
 
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
@@ -59,6 +59,10 @@ class SegTask:
             raise DenseVisionError("give both --val-images and --val-labels, or neither")
         if len(data.crop) != 2 or min(data.crop) < 1:
             raise DenseVisionError(f"--crop: expected two positive sizes H W, got {data.crop}")
+        if self.config.model.head == "upernet" and self.config.train.batch_size < 2:
+            raise DenseVisionError("--batch-size 1 with --head upernet: the BatchNorm after its 1x1 pyramid-pooling "
+                                   "bin needs at least 2 images per batch in training; use --batch-size 2 or more, "
+                                   "or --head fpn / hrnetv2")
         self.classes = read_classes(data.classes)
         transform = SegTrainTransform(data.crop, scale=data.scale, ratio_range=data.ratio_range,
                                       cat_max_ratio=data.cat_max_ratio, flip=data.flip,
@@ -70,9 +74,12 @@ class SegTask:
 
     def build_model(self) -> Segmenter:
         m = self.config.model
-        return build_segmenter(m.backbone, m.head, len(self.classes), weights=m.weights, channels=m.channels,
-                               fpn_channels=m.fpn_channels, dropout=m.dropout, aux=m.aux,
-                               aux_channels=m.aux_channels, classes=self.classes, backbone_kwargs=m.backbone_kwargs)
+        model = build_segmenter(m.backbone, m.head, len(self.classes), weights=m.weights, channels=m.channels,
+                                fpn_channels=m.fpn_channels, dropout=m.dropout, aux=m.aux,
+                                aux_channels=m.aux_channels, classes=self.classes, backbone_kwargs=m.backbone_kwargs)
+        if m.backbone_init is not None:
+            init_backbone_from(model, m.backbone_init, prefix=m.backbone_init_prefix)
+        return model
 
     def build_optimizer(self, model: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         train, solver = self.config.train, self.config.solver

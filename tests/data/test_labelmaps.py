@@ -95,3 +95,21 @@ def test_train_pipeline_crops_pads_with_ignore_and_balances_classes():
     _, lbl = rescaled(image, label)
     assert int((lbl != 255).sum()) == 20 * 30  # fits in (80, 20): factor min(80/30, 20/20) = 1
 
+
+
+def test_results_render_higher_scores_on_top():
+    from pycocotools import mask as mask_utils
+
+    from densevision.data.labelmaps import results_to_label_map
+
+    def result(cat, score, y0, x0):
+        m = np.zeros((8, 8), np.uint8)
+        m[y0:y0 + 4, x0:x0 + 4] = 1
+        rle = mask_utils.encode(np.asfortranarray(m))
+        return {"category_id": cat, "score": score, "segmentation": {"size": [8, 8], "counts": rle["counts"].decode()}}
+
+    results = [result(2, 0.9, 2, 2), result(1, 0.6, 0, 0), result(3, 0.4, 4, 4)]
+    label = results_to_label_map(results, 8, 8, score_thr=0.5)
+    assert label[3, 3] == 2 and label[0, 0] == 1 and label[5, 5] == 2 and label[7, 7] == 0
+    assert results_to_label_map(results[::-1], 8, 8, score_thr=0.5).tolist() == label.tolist()
+    assert results_to_label_map(results, 8, 8, score_thr=0.3)[7, 7] == 3

@@ -47,3 +47,42 @@ def test_generated_set_is_valid_and_varied(tmp_path):
                 _, hierarchy = cv2.findContours(m.numpy(), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
                 rings_with_holes += bool((hierarchy[0][:, 3] >= 0).any())
     assert rings_with_holes >= 1
+
+
+def test_labels_ignore_unannotated_shapes_and_leave_images_alone(tmp_path):
+    """Images and annotations keep their bytes (digest of the generator before label maps existed); a shape
+    too small to annotate is 255 in its label map, annotated shapes carry their category id."""
+    from densevision.data.labelmaps import read_classes, read_label_map
+    from densevision.data.masks import annotation_to_mask
+    from densevision.data.synthetic import render_scene, semantic_label
+
+    generate(tmp_path, train=3, val=2, size=96, seed=3, progress=False)
+    h = hashlib.sha256()
+    for p in sorted(tmp_path.rglob("*")):
+        if p.is_file() and "labels" not in p.parts and p.name != "classes.json":
+            h.update(p.read_bytes())
+    assert h.hexdigest() == "21938d2a7fa311964630a645ea94728f62564eb48a88013b3c827949e2f13c97"
+    assert read_classes(tmp_path / "classes.json") == ["background", *(c["name"] for c in CATEGORIES)]
+
+    data = json.loads((tmp_path / "annotations" / "instances_train.json").read_text())
+    for image in data["images"]:
+        label = read_label_map(tmp_path / "labels" / "train" / image["file_name"])
+        annotated = np.zeros_like(label)
+        for ann in (a for a in data["annotations"] if a["image_id"] == image["id"]):
+            annotated[annotation_to_mask(ann["segmentation"], 96, 96) > 0] = ann["category_id"]
+        known = label != 255
+        assert (label[known] == annotated[known]).all()
+        assert (annotated[~known] == 0).all()
+
+    # A scene with shapes too small to annotate: exactly their pixels are ignored.
+    found = 0
+    for i in range(40):
+        rng = np.random.default_rng([0, 0, i])
+        _, visible, unannotated = render_scene(96, rng)
+        label = semantic_label(96, visible, unannotated)
+        assert ((label == 255) == unannotated).all()
+        if unannotated.any():
+            found += 1
+            for _, mask in visible:
+                assert not (unannotated & (mask > 0)).any()
+    assert found > 0

@@ -66,3 +66,30 @@ def test_pooling_matrices_equal_adaptive_pooling(h, w):
         got = _pool_matrix(h, bins, x) @ x @ _pool_matrix(w, bins, x).T
         torch.testing.assert_close(got, F.adaptive_avg_pool2d(x, bins), atol=1e-6, rtol=1e-5)
     assert torch.equal(adaptive_avg_pool2d(x, 3), F.adaptive_avg_pool2d(x, 3))  # eager path unchanged
+
+
+def test_backbone_starts_from_a_detector_checkpoint(tmp_path):
+    """The ``backbone.body.*`` tensors of another model's checkpoint (fp16, as shipped) initialise the backbone;
+    the head keeps its own initialisation; missing or mis-shaped tensors are one clear error."""
+    from densevision.errors import CheckpointError
+    from densevision.segmentation import init_backbone_from
+
+    donor = build_segmenter("hrnet_w18_small", "fpn", 3, **TINY)
+    state = {f"backbone.body.{k}": v.half() if v.is_floating_point() else v
+             for k, v in donor.backbone.state_dict().items()}
+    state["rpn.head.conv.weight"] = torch.zeros(4, 4, 3, 3)
+    torch.save({"model": state}, tmp_path / "detector.pt")
+
+    model = build_segmenter("hrnet_w18_small", "fpn", 5, **TINY)
+    head_before = {k: v.clone() for k, v in model.decode_head.state_dict().items()}
+    init_backbone_from(model, tmp_path / "detector.pt")
+    for k, v in model.backbone.state_dict().items():
+        assert v.dtype == donor.backbone.state_dict()[k].dtype
+        torch.testing.assert_close(v.float(), state[f"backbone.body.{k}"].float())
+    assert all(torch.equal(v, head_before[k]) for k, v in model.decode_head.state_dict().items())
+
+    with pytest.raises(CheckpointError, match="no tensors under 'neck.'"):
+        init_backbone_from(model, tmp_path / "detector.pt", prefix="neck.")
+    wider = build_segmenter("hrnet_w18_small", "fpn", 5, **{**TINY, "backbone_kwargs": {"width": 16}})
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        init_backbone_from(wider, tmp_path / "detector.pt")

@@ -44,3 +44,19 @@ def test_loss_has_the_weighted_auxiliary_term_and_adamw_skips_norms_and_position
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(6e-5 * (1 - 4 / 10))  # then poly, power 1
     assert task.sync_bn
+
+
+def test_upernet_at_batch_size_one_is_a_one_line_error_before_any_data_is_read(tmp_path):
+    from densevision.errors import DenseVisionError
+
+    config = SegTrainConfig()
+    config.data.train_images, config.data.train_labels = str(tmp_path / "missing"), str(tmp_path / "missing")
+    config.data.classes = str(tmp_path / "missing.json")
+    config.train.batch_size = 1
+    with pytest.raises(DenseVisionError, match="--batch-size 1 with --head upernet") as info:
+        SegTask(config).build_train_data()
+    assert "\n" not in str(info.value)
+    config.model.head = "fpn"
+    with pytest.raises(Exception) as other:  # any other head gets as far as reading the class list
+        SegTask(config).build_train_data()
+    assert "--batch-size" not in str(other.value)
