@@ -459,7 +459,8 @@ def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float]
     lines += ["## Refinement gain (AP points)", "",
               " | ".join(f"{t}: {gain[t]:+.2f}" for t in IOU_TYPES), "",
               "## Refinement gain per area range (small < 32², medium < 96², large)", "",
-              gain_table(metrics, ("segm", "boundary"), ("AP", "APs", "APm", "APl")), ""]
+              gain_table({k: metrics[k] for k in ("coarse", "refined")}, ("segm", "boundary"),
+                         ("AP", "APs", "APm", "APl")), ""]
     lines += ["## Semantic segmentation", ""]
     if "semantic" in metrics:
         semantic = metrics["semantic"]
