@@ -156,9 +156,12 @@ def _patches(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from densevision.io import check_outputs
     from densevision.refine.train import train_refiner
 
     config = config_from_args(args, RefineTrainConfig)
+    check_outputs({"--out": args.out}, {"--patches": config.data.patches, "--val-patches": config.data.val_patches,
+                                        "--backbone-weights": config.model.backbone_weights}, folders=("--out",))
     if args.model_arg:
         config.model.overrides = {**config.model.overrides, **dict(args.model_arg)}
     summary = train_refiner(config, args.out, device=args.device, resume=args.resume, progress=not args.no_progress)

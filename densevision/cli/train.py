@@ -31,8 +31,14 @@ def run(args: argparse.Namespace) -> int:
     from densevision.detection.train import train_detector
     from densevision.engine import destroy_distributed, is_main_process
     from densevision.engine.config import config_from_args
+    from densevision.io import check_outputs
 
     config = config_from_args(args, DetectorTrainConfig)
+    data = config.data
+    check_outputs({"--out": args.out}, {"--data": data.data, "--train-json": data.train_json,
+                                        "--train-images": data.train_images, "--val-json": data.val_json,
+                                        "--val-images": data.val_images,
+                                        "--backbone-weights": config.model.backbone_weights}, folders=("--out",))
     try:
         summary = train_detector(config, args.out, device=args.device, resume=args.resume,
                                  progress=not args.no_progress)

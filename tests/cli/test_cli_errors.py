@@ -176,6 +176,16 @@ GUARD = [
     (["bpr", "patches", "--results", "{results}", "--ann", "{gt}", "--images", "{images}", "--out", "{gt}"], "gt"),
     (["bpr", "patches", "--results", "{results}", "--ann", "{gt}", "--images", "{images}", "--out", "{images}"],
      "images"),
+    (["detect", "train", "--train-json", "{gt}", "--train-images", "{images}", "--out", "{images}"], "images"),
+    (["train", "--train-json", "{gt}", "--train-images", "{images}", "--out", "{gt}"], "gt"),
+    (["bpr", "train", "--patches", "{images}", "--out", "{images}"], "images"),
+    (["seg", "predict", "--checkpoint", "{text}", "--images", "{images}", "--out", "{images}"], "images"),
+    (["seg", "eval", "--pred", "{images}", "--labels", "{images}", "--classes", "{text}", "--out", "{text}"], "text"),
+    (["seg", "train", "--train-images", "{images}", "--train-labels", "{images}", "--classes", "{text}",
+      "--out", "{images}"], "images"),
+    (["pose", "predict", "--checkpoint", "{text}", "--images", "{images}", "--ann", "{gt}", "--gt-boxes",
+      "--out", "{gt}"], "gt"),
+    (["pose", "train", "--train-json", "{gt}", "--train-images", "{images}", "--out", "{images}"], "images"),
 ]
 
 
