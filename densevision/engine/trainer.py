@@ -49,6 +49,7 @@ from densevision.engine.checkpoint import Checkpointer
 from densevision.engine.config import CONFIG_FILE, plain_value, save_config
 from densevision.engine.distributed import (
     all_reduce_mean,
+    barrier,
     broadcast_object,
     get_rank,
     get_world_size,
@@ -303,6 +304,7 @@ class Trainer:
             self._batches = None
             for hook in self.hooks:
                 hook.after_train()
+        barrier()  # ranks leave together: a process group torn down next has no message in flight
         losses = self.logger.history[-1] if self.logger.history else {}
         return {"iteration": self.iter + 1, "losses": losses, "metrics": self.metrics, "best": self.best}
 
