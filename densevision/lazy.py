@@ -27,6 +27,6 @@ def lazy_exports(
         return value
 
     def __dir__() -> list[str]:
-        return names
+        return sorted(set(vars(sys.modules[package])) | set(names))
 
     return names, __getattr__, __dir__
