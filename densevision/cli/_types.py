@@ -96,16 +96,3 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
     """``--no-progress``."""
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-
-def add_training_arguments(parser: argparse.ArgumentParser, config_class: type, *, skip: tuple[str, ...] = ()) -> None:
-    """What every ``<task> train`` takes: ``--out RUN_DIR``, ``--resume``, ``--device``, ``--no-progress`` and one
-    flag per field of the task's typed config (with ``--config`` and ``--set``; ``--batch`` and ``--num-workers``
-    as the old spellings of ``--batch-size`` and ``--workers``)."""
-    from densevision.engine.config import add_config_flags
-
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
-    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt with the same recipe")
-    add_device_argument(parser)
-    add_progress_argument(parser)
-    add_config_flags(parser, config_class, skip=skip,
-                     aliases={"train.batch_size": ["--batch"], "train.workers": ["--num-workers"]})

@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
+from densevision.cli._training import add_training_arguments, run_training
 from densevision.cli._types import (
     add_device_argument,
     add_progress_argument,
-    add_training_arguments,
     add_trust_argument,
     positive_int,
     probability,
@@ -156,18 +156,14 @@ def _patches(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from densevision.io import check_outputs
     from densevision.refine.train import train_refiner
 
     config = config_from_args(args, RefineTrainConfig)
-    check_outputs({"--out": args.out}, {"--patches": config.data.patches, "--val-patches": config.data.val_patches,
-                                        "--backbone-weights": config.model.backbone_weights}, folders=("--out",))
     if args.model_arg:
         config.model.overrides = {**config.model.overrides, **dict(args.model_arg)}
-    summary = train_refiner(config, args.out, device=args.device, resume=args.resume, progress=not args.no_progress)
-    metrics = ", ".join(f"{k} {v:.2f}" for k, v in summary["metrics"].items())
-    print(f"{args.out}: {summary['iteration']} iterations; {metrics or 'no validation patches'}")
-    return 0
+    return run_training(args, config, train_refiner, {
+        "--patches": config.data.patches, "--val-patches": config.data.val_patches,
+        "--backbone-weights": config.model.backbone_weights})
 
 
 def _image_list(args: argparse.Namespace) -> tuple[list[dict], str]:

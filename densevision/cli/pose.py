@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 
 from densevision.cli._spec import Group, Verb
+from densevision.cli._training import add_training_arguments, run_training
 from densevision.cli._types import (
     add_device_argument,
-    add_training_arguments,
     add_trust_argument,
     positive_int,
     probability,
@@ -49,26 +49,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train, then print where the run is and its last evaluation."""
-    from densevision.engine import destroy_distributed, is_main_process
     from densevision.engine.config import config_from_args
-    from densevision.io import check_outputs
     from densevision.pose.config import PoseTrainConfig
     from densevision.pose.train import train_pose
 
     config = config_from_args(args, PoseTrainConfig)
     data = config.data
-    check_outputs({"--out": args.out}, {"--data": data.data, "--train-json": data.train_json,
-                                        "--train-images": data.train_images, "--val-json": data.val_json,
-                                        "--val-images": data.val_images, "--weights": config.model.weights})
-    try:
-        summary = train_pose(config, args.out, device=args.device, resume=args.resume, progress=not args.no_progress)
-    finally:
-        destroy_distributed()
-    if is_main_process():
-        print(f"trained {summary['iteration']} iterations; checkpoint: {summary['checkpoint']}")
-        if "keypoints/AP" in summary["metrics"]:
-            print(f"keypoints/AP: {summary['metrics']['keypoints/AP']:.2f}")
-    return 0
+    return run_training(args, config, train_pose, {
+        "--data": data.data, "--train-json": data.train_json, "--train-images": data.train_images,
+        "--val-json": data.val_json, "--val-images": data.val_images, "--weights": config.model.weights})
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,10 +9,10 @@ import argparse
 from pathlib import Path
 
 from densevision.cli._spec import Group, Verb
+from densevision.cli._training import add_training_arguments, run_training
 from densevision.cli._types import (
     add_device_argument,
     add_progress_argument,
-    add_training_arguments,
     add_trust_argument,
     positive_int,
 )
@@ -40,26 +40,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from densevision.engine import destroy_distributed, is_main_process
+    """Train, then print where the run is and its last evaluation."""
     from densevision.engine.config import config_from_args
-    from densevision.io import check_outputs
     from densevision.segmentation.config import SegTrainConfig
     from densevision.segmentation.train import train_segmenter
 
     config = config_from_args(args, SegTrainConfig)
     data = config.data
-    check_outputs({"--out": args.out}, {"--train-images": data.train_images, "--train-labels": data.train_labels,
-                                        "--val-images": data.val_images, "--val-labels": data.val_labels,
-                                        "--classes": data.classes}, folders=("--out",))
-    try:
-        summary = train_segmenter(config, args.out, device=args.device, resume=args.resume,
-                                  progress=not args.no_progress)
-    finally:
-        destroy_distributed()
-    if is_main_process():
-        metrics = ", ".join(f"{k} {v:.2f}" for k, v in summary["metrics"].items())
-        print(f"{args.out}: {summary['iteration']} iterations; {metrics or 'no validation data'}")
-    return 0
+    return run_training(args, config, train_segmenter, {
+        "--train-images": data.train_images, "--train-labels": data.train_labels, "--val-images": data.val_images,
+        "--val-labels": data.val_labels, "--classes": data.classes})
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:

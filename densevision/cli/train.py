@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from densevision.cli._types import add_training_arguments
+from densevision.cli._training import add_training_arguments, run_training
 
 DESCRIPTION = (
     "Train Mask R-CNN (or Cascade Mask R-CNN: --detector cascade_mask_rcnn) on COCO-format data with periodic "
@@ -29,24 +29,11 @@ def run(args: argparse.Namespace) -> int:
     """Train, then print where the run is and its last evaluation."""
     from densevision.detection.config import DetectorTrainConfig
     from densevision.detection.train import train_detector
-    from densevision.engine import destroy_distributed, is_main_process
     from densevision.engine.config import config_from_args
-    from densevision.io import check_outputs
 
     config = config_from_args(args, DetectorTrainConfig)
     data = config.data
-    check_outputs({"--out": args.out}, {"--data": data.data, "--train-json": data.train_json,
-                                        "--train-images": data.train_images, "--val-json": data.val_json,
-                                        "--val-images": data.val_images,
-                                        "--backbone-weights": config.model.backbone_weights}, folders=("--out",))
-    try:
-        summary = train_detector(config, args.out, device=args.device, resume=args.resume,
-                                 progress=not args.no_progress)
-    finally:
-        destroy_distributed()
-    if is_main_process():
-        print(f"trained {summary['iteration']} iterations; checkpoint: {summary['checkpoint']}")
-        for key in ("bbox/AP", "segm/AP", "boundary/AP"):
-            if key in summary["metrics"]:
-                print(f"{key}: {summary['metrics'][key]:.2f}")
-    return 0
+    return run_training(args, config, train_detector, {
+        "--data": data.data, "--train-json": data.train_json, "--train-images": data.train_images,
+        "--val-json": data.val_json, "--val-images": data.val_images,
+        "--backbone-weights": config.model.backbone_weights})
