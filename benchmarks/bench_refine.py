@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torchvision.ops import nms
 
 from densevision.bench import benchmark_refine, coarse_results
-from densevision.data.coco import read_json
+from densevision.data.jsonio import read_json
 from densevision.data.synthetic import generate
 from densevision.refine.patches import decode_masks, propose_patches
 from densevision.refine.pipeline import check_results

@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from pycocotools import mask as mask_utils
 
-from densevision.data.coco import read_json
 from densevision.data.images import record_from_entry
+from densevision.data.jsonio import read_json
 from densevision.data.masks import decode_masks, encode_masks
 from densevision.demo import DemoRecipe, prepare_split, shipped_weights
 from densevision.detection.predict import predict

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from densevision.data.coco import read_json
+from densevision.data.jsonio import read_json
 from densevision.demo import ASSETS, SEGMENTER_FILE, DemoRecipe, evaluate_segmenter, prepare_split
 
 

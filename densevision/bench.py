@@ -294,7 +294,7 @@ def coarse_results(ann: dict[str, Any]) -> list[dict[str, Any]]:
     """COCO results whose masks are the ground truth of ``ann`` made mask-head coarse (score 1)."""
     from pycocotools import mask as mask_utils
 
-    from densevision.data.coco import annotation_to_mask
+    from densevision.data.masks import annotation_to_mask
 
     sizes = {img["id"]: (img["height"], img["width"]) for img in ann["images"]}
     results = []
@@ -322,7 +322,7 @@ def benchmark_refine(
     seconds per stage and the share of the wall time spent outside the network (extraction + merge)."""
     import tempfile
 
-    from densevision.data.coco import read_json
+    from densevision.data.jsonio import read_json
     from densevision.data.synthetic import generate
     from densevision.refine.network import build_refine_net, load_refine_net
     from densevision.refine.pipeline import refine_results

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from densevision import __version__
-from densevision.data.coco import read_json
+from densevision.data.jsonio import read_json
 from densevision.data.labelmaps import read_label_map, results_to_label_map
 from densevision.data.synthetic import generate_split
 from densevision.detection.config import DetectionDataConfig, DetectorTrainConfig, MaskRCNNConfig

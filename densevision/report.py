@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from densevision.data.coco import annotation_to_mask, read_image
+from densevision.data.images import read_image
+from densevision.data.masks import annotation_to_mask
 from densevision.io import atomic_open
 from densevision.viz import draw_coco_results
 

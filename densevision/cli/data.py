@@ -54,7 +54,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     """Print every problem (exit 2) or a one-line summary."""
-    from densevision.data.coco import read_json, validate_coco
+    from densevision.data.coco import validate_coco
+    from densevision.data.jsonio import read_json
     from densevision.errors import DenseVisionError
 
     if args.labels is not None:

@@ -23,7 +23,6 @@ from densevision.data.images import (
     image_file_problem,
     image_size_problem,
     load_image,
-    read_image,
     safe_image_path,
 )
 from densevision.data.jsonio import read_json
@@ -35,13 +34,10 @@ Transform = Callable[[torch.Tensor, dict], tuple[torch.Tensor, dict]]
 __all__ = [
     "ANNOTATION_KEYS",
     "CocoDetection",
-    "annotation_to_mask",
     "bbox_problem",
     "check_coco",
     "coco_from_dict",
     "load_coco",
-    "read_image",
-    "read_json",
     "validate_coco",
 ]
 

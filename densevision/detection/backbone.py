@@ -21,7 +21,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from densevision.errors import DenseVisionError
 from densevision.models import model_family
-from densevision.models.bodies import TIMM_PREFIX, build_body, check_body, split_stages  # noqa: F401 (re-exported)
+from densevision.models.bodies import TIMM_PREFIX, build_body, check_body
 
 # Used only when a body declares no ``pretrained_cfg`` (timm.data.constants IMAGENET_DEFAULT_MEAN / _STD).
 _FALLBACK_MEAN = (0.485, 0.456, 0.406)

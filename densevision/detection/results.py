@@ -8,10 +8,7 @@ from typing import Any
 import torch
 
 from densevision.data.masks import encode_masks
-from densevision.data.results import write_results
 from densevision.errors import DenseVisionError
-
-__all__ = ["detections_to_coco", "encode_masks", "write_results"]
 
 
 def detections_to_coco(

@@ -22,11 +22,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from densevision.data.coco import CocoDetection
+from densevision.data.results import write_results
 from densevision.data.transforms import Compose, PhotometricJitter, RandomHorizontalFlip, detection_collate
 from densevision.detection.config import DetectorTrainConfig
 from densevision.detection.mask_rcnn import build_mask_rcnn
 from densevision.detection.predict import ImageDataset, ImageRecord
-from densevision.detection.results import detections_to_coco, write_results
+from densevision.detection.results import detections_to_coco
 from densevision.engine import gather_results, inference_on_dataset, is_main_process, shard_indices, train_task
 from densevision.engine.checkpoint import model_spec
 from densevision.errors import DataError, DenseVisionError

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from densevision.cli import main
-from densevision.data.coco import read_json
+from densevision.data.jsonio import read_json
 from densevision.data.synthetic import generate
 from densevision.detection import build_mask_rcnn
 from densevision.evaluation import evaluate

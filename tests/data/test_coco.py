@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from densevision.data.coco import CocoDetection, read_image, validate_coco
+from densevision.data.coco import CocoDetection, validate_coco
+from densevision.data.images import read_image
 from densevision.errors import DataError
 
 

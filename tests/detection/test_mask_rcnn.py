@@ -9,11 +9,12 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from densevision.detection import build_mask_rcnn
-from densevision.detection.backbone import FPNNeck, build_detection_backbone, split_stages
+from densevision.detection.backbone import FPNNeck, build_detection_backbone
 from densevision.detection.mask_rcnn import SizeSafeTransform
 from densevision.detection.necks import HRNetV2pNeck
 from densevision.errors import CheckpointError, DenseVisionError
 from densevision.models import create_model
+from densevision.models.bodies import split_stages
 
 BACKBONE = "timm:mobilenetv3_small_050"  # a 4-level timm body small enough for unit tests
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from densevision.detection.results import detections_to_coco, encode_masks, write_results
+from densevision.data.masks import encode_masks
+from densevision.data.results import write_results
+from densevision.detection.results import detections_to_coco
 from densevision.errors import DenseVisionError
 from densevision.evaluation import evaluate
 

@@ -12,7 +12,8 @@ import torch
 from pycocotools import mask as mask_utils
 from torch import nn
 
-from densevision.data.coco import annotation_to_mask, read_json
+from densevision.data.jsonio import read_json
+from densevision.data.masks import annotation_to_mask
 from densevision.data.synthetic import generate
 
 

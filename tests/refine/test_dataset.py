@@ -9,7 +9,9 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from densevision.data.coco import annotation_to_mask, read_image, read_json
+from densevision.data.images import read_image
+from densevision.data.jsonio import read_json
+from densevision.data.masks import annotation_to_mask
 from densevision.errors import DataError, DenseVisionError
 from densevision.refine.dataset import PatchDataset, build_patch_dataset, match_detections
 

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from densevision.data.coco import annotation_to_mask, read_json
+from densevision.data.jsonio import read_json
+from densevision.data.masks import annotation_to_mask
 from densevision.errors import DataError, DenseVisionError
 from densevision.refine.config import RefineRuleConfig
 from densevision.refine.patches import propose_patches

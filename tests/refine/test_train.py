@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from densevision.data.coco import read_json
+from densevision.data.jsonio import read_json
 from densevision.engine import TrainConfig
 from densevision.errors import DenseVisionError
 from densevision.refine.config import RefineDataConfig, RefineNetConfig, RefineTrainConfig
