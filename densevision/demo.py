@@ -108,15 +108,17 @@ class SegDemoRecipe:
     """Everything that decides the demo segmenter; saved in its model card.
 
     Semantic FPN over the demo detector's backbone, started from the detector's trained backbone weights, on
-    random ``crop``² crops of the demo's training split (512² images rescaled by ``ratio_range``). Its learning
-    curve and best checkpoint come from a tuning split (synthetic seed ``tune_seed``, disjoint from the
-    validation split); nothing is chosen on the validation split.
+    random ``crop``² crops of the demo's training split (its 512² images rescaled to ``scale``², the scale of
+    objects the detector's backbone was trained at, times a random ``ratio_range`` factor). Its learning curve and
+    best checkpoint come from a tuning split (synthetic seed ``tune_seed``, disjoint from the validation split,
+    run at ``test_input``); nothing is chosen on the validation split.
     """
 
     head: str = "fpn"
     channels: int = 64
     fpn_channels: int = 64
     crop: int = 256
+    scale: int = 256
     ratio_range: tuple[float, float] = (0.5, 1.5)
     iters: int = 600
     batch: int = 8
@@ -126,13 +128,13 @@ class SegDemoRecipe:
     eval_every: int = 100
     tune_seed: int = 1
     tune_images: int = 12
-    # Input size (longer side) of the segmenter in `make demo` (None: the images' own 512²); chosen on the
-    # tuning split by benchmarks/demo_seg_test_size.py.
-    test_input: int | None = 384
+    # Input size (longer side) of the segmenter in `make demo` and on the tuning split (None: the images' own
+    # 512²); chosen on the tuning split by benchmarks/demo_seg_test_size.py.
+    test_input: int | None = 256
 
 
-QUICK_SEG_RECIPE = replace(SegDemoRecipe(), channels=16, fpn_channels=16, crop=64, iters=3, batch=2, warmup=1,
-                           eval_every=0, tune_images=2, test_input=None)
+QUICK_SEG_RECIPE = replace(SegDemoRecipe(), channels=16, fpn_channels=16, crop=64, scale=128, iters=3, batch=2,
+                           warmup=1, eval_every=0, tune_images=2, test_input=None)
 
 
 def prepare_split(data_dir: Path, split: str, count: int, recipe: DemoRecipe, *, labels: bool = False,
@@ -244,7 +246,8 @@ def segmenter_config(recipe: DemoRecipe, seg: SegDemoRecipe, data: Mapping[str, 
                             fpn_channels=seg.fpn_channels, aux=False, backbone_init=os.fspath(detector),
                             backbone_kwargs=backbone_kwargs)
     data_config = SegDataConfig(**{k: os.fspath(v) for k, v in data.items()}, crop=[seg.crop, seg.crop],
-                                scale=[recipe.image_size, recipe.image_size], ratio_range=list(seg.ratio_range))
+                                scale=[seg.scale, seg.scale], ratio_range=list(seg.ratio_range),
+                                val_size=seg.test_input)
     train = replace(TrainConfig(), iters=seg.iters, batch_size=seg.batch, lr=seg.lr, weight_decay=seg.weight_decay,
                     schedule="poly", power=1.0, warmup_iters=seg.warmup, eval_every=seg.eval_every,
                     eval_batch_size=1, checkpoint_every=max(seg.eval_every, 100), keep_checkpoints=2, log_every=10,

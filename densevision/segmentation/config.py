@@ -57,6 +57,8 @@ class SegDataConfig:
     cat_max_ratio: float = 0.75
     flip: float = 0.5
     photometric: bool = True
+    val_size: int | None = field(default=None, metadata={
+        "help": "validation runs with each image's longer side at this size (null: its own size)"})
 
 
 @dataclass

@@ -55,12 +55,11 @@ def input_shape(height: int, width: int, input_size: int | None) -> tuple[int, i
 
 
 @torch.no_grad()
-def predict_image(model: Segmenter, image: torch.Tensor, *, mode: str = "whole", crop: Sequence[int] | None = None,
-                  stride: Sequence[int] | None = None, input_size: int | None = None) -> torch.Tensor:
-    """Label map of one ``3×H×W`` image in [0, 1]: ``H×W`` int64 class indices (``mode`` "whole" or "slide").
-    With ``input_size`` the image runs with its longer side rescaled to that many pixels (bilinear,
-    antialiased) and the logits are resized back to ``H×W``."""
-    batch = image[None].to(next(model.parameters()).device)
+def image_logits(model: Segmenter, batch: torch.Tensor, *, mode: str = "whole", crop: Sequence[int] | None = None,
+                 stride: Sequence[int] | None = None, input_size: int | None = None) -> torch.Tensor:
+    """``1×K×H×W`` logits of a ``1×3×H×W`` image in [0, 1] (``mode`` "whole" or "slide"). With ``input_size``
+    the image runs with its longer side rescaled to that many pixels (bilinear, antialiased) and the logits are
+    resized back to ``H×W``."""
     size = batch.shape[-2:]
     shape = input_shape(*size, input_size)
     if shape != tuple(size):
@@ -72,8 +71,15 @@ def predict_image(model: Segmenter, image: torch.Tensor, *, mode: str = "whole",
         logits = slide_inference(model, batch, crop, stride)
     else:
         logits = model(batch)
-    if shape != tuple(size):
-        logits = resize(logits, size)
+    return resize(logits, size) if shape != tuple(size) else logits
+
+
+@torch.no_grad()
+def predict_image(model: Segmenter, image: torch.Tensor, *, mode: str = "whole", crop: Sequence[int] | None = None,
+                  stride: Sequence[int] | None = None, input_size: int | None = None) -> torch.Tensor:
+    """Label map of one ``3×H×W`` image in [0, 1]: ``H×W`` int64 class indices (see :func:`image_logits`)."""
+    batch = image[None].to(next(model.parameters()).device)
+    logits = image_logits(model, batch, mode=mode, crop=crop, stride=stride, input_size=input_size)
     return logits.argmax(1)[0].cpu()
 
 

@@ -4,8 +4,9 @@
 Recipe (:class:`~densevision.segmentation.config.SegTrainConfig`): mmsegmentation's pipeline
 (:class:`~densevision.data.labelmaps.SegTrainTransform`), cross-entropy over the labelled pixels (255 ignored)
 plus ``aux_weight`` × the auxiliary head's, AdamW without weight decay on norms, biases and position tables,
-linear warm-up then poly decay. BatchNorm becomes SyncBatchNorm only under DDP. Validation: whole-image
-mIoU / aAcc / mAcc (:class:`~densevision.evaluation.semantic.SemanticEvaluator`); ``best.pt`` by mIoU.
+linear warm-up then poly decay. BatchNorm becomes SyncBatchNorm only under DDP. Validation: whole images
+(their longer side at ``data.val_size`` when given), mIoU / aAcc / mAcc
+(:class:`~densevision.evaluation.semantic.SemanticEvaluator`); ``best.pt`` by mIoU.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from densevision.errors import DenseVisionError
 from densevision.evaluation.semantic import SemanticEvaluator
 from densevision.segmentation.config import SegTrainConfig
 from densevision.segmentation.model import Segmenter, build_segmenter, init_backbone_from, segmenter_spec
+from densevision.segmentation.predict import image_logits
 
 
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
@@ -104,8 +106,9 @@ class SegTask:
             return None
         loader = DataLoader(self.val_set, batch_size=1, shuffle=False)  # whole images of any size
         evaluator = SemanticEvaluator(self.classes, ignore_index=self.config.data.ignore_index)
-        return lambda model: inference_on_dataset(model, loader, evaluator,
-                                                  forward=lambda m, batch: m(batch[0].to(device)))
+        size = self.config.data.val_size
+        return lambda model: inference_on_dataset(
+            model, loader, evaluator, forward=lambda m, batch: image_logits(m, batch[0].to(device), input_size=size))
 
     def model_spec(self, model: nn.Module) -> dict[str, Any]:
         return segmenter_spec(unwrap_model(model))

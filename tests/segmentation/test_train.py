@@ -60,3 +60,25 @@ def test_upernet_at_batch_size_one_is_a_one_line_error_before_any_data_is_read(t
     with pytest.raises(Exception) as other:  # any other head gets as far as reading the class list
         SegTask(config).build_train_data()
     assert "--batch-size" not in str(other.value)
+
+
+def test_validation_runs_at_val_size_and_scores_at_the_label_size(monkeypatch):
+    from densevision.data.labelmaps import LabelMapDataset
+
+    torch.manual_seed(0)
+    model = build_segmenter("hrnet_w18_small", "fpn", 3, channels=8, fpn_channels=8,
+                            backbone_kwargs={"width": 8}).eval()
+    seen = []
+    monkeypatch.setattr(model, "forward", lambda images: seen.append(images.shape[-2:]) or
+                        torch.zeros(1, 3, *images.shape[-2:]))
+    config = SegTrainConfig()
+    config.data.val_size = 32
+    task = SegTask(config)
+    task.classes = ["a", "b", "c"]
+    task.val_set = LabelMapDataset([], 3)
+    monkeypatch.setattr(LabelMapDataset, "__len__", lambda self: 1)
+    monkeypatch.setattr(LabelMapDataset, "__getitem__", lambda self, i: (torch.rand(3, 48, 64),
+                                                                      torch.zeros(48, 64, dtype=torch.int64)))
+    metrics = task.build_evaluator(None, torch.device("cpu"))(model)
+    assert seen == [(24, 32)]
+    assert metrics["aAcc"] == 100.0
