@@ -53,6 +53,7 @@ DETECTOR_FILE = "demo_detector.pt"
 REFINER_FILE = "demo_refiner.pt"
 SEGMENTER_FILE = "demo_segmenter.pt"
 BASELINE_SCORE = 0.5  # detections rendered into the baseline label maps score at least this
+BOUNDARY_RATIO = 0.02  # semantic Boundary IoU band: 2 % of the image diagonal
 IOU_TYPES = ("bbox", "segm", "boundary")
 FIRST_LOSSES = 5
 RULE_CHOICE = ("benchmarks/bpr_refine_rule.py --images 100: the rule with the highest segm AP + Boundary AP among "
@@ -355,10 +356,11 @@ def evaluate_segmenter(weights: Path, gt: Mapping[str, Any], images: Path, label
                        out_dir: Path | None = None, device: str | torch.device = "auto",
                        progress: bool = True) -> dict[str, Any]:
     """The segmenter ``weights`` on the images of ``gt`` (whole images, longer side rescaled to ``input_size``
-    when given) against the label maps in ``labels``: ``{"mIoU", "aAcc", "mAcc", "per_class"}`` in percent;
-    with ``coarse`` (instance results) also
-    ``detector_baseline_mIoU`` (and ``detector_baseline``, its full results): those results scoring at least
-    ``BASELINE_SCORE`` rendered to label maps (higher scores on top) and scored the same way. Predicted label
+    when given) against the label maps in ``labels``: ``{"mIoU", "aAcc", "mAcc", "boundary_mIoU", "per_class"}``
+    in percent (Boundary IoU per class with bands of ``BOUNDARY_RATIO`` × the diagonal); with ``coarse``
+    (instance results) also ``detector_baseline_mIoU``, ``detector_baseline_boundary_mIoU`` (and
+    ``detector_baseline``, its full results): those results scoring at least ``BASELINE_SCORE`` rendered to label
+    maps (higher scores on top) and scored the same way. Predicted label
     PNGs go to ``out_dir`` (a temporary folder when None)."""
     import tempfile
 
@@ -368,7 +370,8 @@ def evaluate_segmenter(weights: Path, gt: Mapping[str, Any], images: Path, label
     with tempfile.TemporaryDirectory() as tmp:
         pred_dir = Path(out_dir) if out_dir is not None else Path(tmp)
         predict_folder(model, images, pred_dir, input_size=input_size, progress=progress)
-        segmenter, baseline = SemanticEvaluator(classes), SemanticEvaluator(classes)
+        segmenter = SemanticEvaluator(classes, boundary_ratio=BOUNDARY_RATIO)
+        baseline = SemanticEvaluator(classes, boundary_ratio=BOUNDARY_RATIO)
         by_image: dict[int, list[dict[str, Any]]] = {}
         for r in coarse or []:
             by_image.setdefault(r["image_id"], []).append({**r, "category_id": cat_to_class[r["category_id"]]})
@@ -384,6 +387,7 @@ def evaluate_segmenter(weights: Path, gt: Mapping[str, Any], images: Path, label
     if coarse is not None:
         out["detector_baseline"] = baseline.results()
         out["detector_baseline_mIoU"] = out["detector_baseline"]["mIoU"]
+        out["detector_baseline_boundary_mIoU"] = out["detector_baseline"]["boundary_mIoU"]
     return out
 
 
@@ -425,8 +429,8 @@ def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe
         semantic = evaluate_segmenter(weights["segmenter"], gt, val_images, labels, input_size=seg.test_input,
                                       coarse=coarse, out_dir=out / "semantic", device=device, progress=progress)
         timings["semantic_s"] = time.perf_counter() - start
-        metrics["semantic"] = {k: semantic[k] for k in ("mIoU", "aAcc", "mAcc", "per_class",
-                                                        "detector_baseline_mIoU")}
+        metrics["semantic"] = {k: semantic[k] for k in ("mIoU", "aAcc", "mAcc", "per_class", "boundary_mIoU",
+                                                        "detector_baseline_mIoU", "detector_baseline_boundary_mIoU")}
         semantic_figure = write_semantic_figure(out / "semantic_figure.png", [
             (val_images / i["file_name"], labels / f"{Path(i['file_name']).stem}.png",
              out / "semantic" / f"{Path(i['file_name']).stem}.png") for i in gt["images"][:3]])
@@ -468,11 +472,13 @@ def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float]
     if "semantic" in metrics:
         semantic = metrics["semantic"]
         baseline = semantic["detector_baseline_mIoU"]
+        baseline_boundary = semantic["detector_baseline_boundary_mIoU"]
         lines += [f"Semantic FPN segmenter on the validation split (whole images, {semantic_setting}); baseline: "
                   f"the detector's masks scoring at least {BASELINE_SCORE} rendered to label maps (higher scores "
                   "on top).", "",
                   "```", semantic_table(semantic), "```", "",
-                  f"detector baseline mIoU: {'n/a' if baseline is None else f'{baseline:.2f}'}", ""]
+                  f"detector baseline mIoU: {'n/a' if baseline is None else f'{baseline:.2f}'}, boundary mIoU: "
+                  f"{'n/a' if baseline_boundary is None else f'{baseline_boundary:.2f}'}", ""]
         if semantic_figure is not None:
             lines += [f"![semantic figure]({semantic_figure.name})", ""]
     else:

@@ -25,7 +25,9 @@ def test_quick_demo_runs_every_step(tmp_path):
         assert set(metrics[stage]) == {"bbox", "segm", "boundary"}
         assert all(0.0 <= metrics[stage][t]["AP"] <= 100.0 for t in metrics[stage])
     semantic = metrics["semantic"]
-    assert set(semantic) == {"mIoU", "aAcc", "mAcc", "per_class", "detector_baseline_mIoU"}
+    assert set(semantic) == {"mIoU", "aAcc", "mAcc", "per_class", "boundary_mIoU", "detector_baseline_mIoU",
+                             "detector_baseline_boundary_mIoU"}
+    assert set(semantic["per_class"]["background"]) == {"IoU", "Acc", "BoundaryIoU"}
     assert list(semantic["per_class"]) == ["background", "triangle", "square", "star", "ellipse", "ring"]
     assert 0.0 <= semantic["mIoU"] <= 100.0 and 0.0 <= semantic["detector_baseline_mIoU"] <= 100.0
     assert len(list((tmp_path / "semantic").glob("*.png"))) == QUICK_RECIPE.val_images

@@ -95,6 +95,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-index", type=int, default=255, help="label value left out (default 255)")
     parser.add_argument("--reduce-zero-label", action="store_true",
                         help="ground truth 0 = 'other' (ignored), v -> v-1 (ADE20K); predictions are not changed")
+    parser.add_argument("--boundary-ratio", type=float, default=0.02, metavar="R",
+                        help="Boundary IoU per class with bands of R x the image diagonal (default 0.02; 0: off)")
     parser.add_argument("--out", metavar="metrics.json", help="write the metrics as JSON")
 
 
@@ -118,7 +120,10 @@ def run_eval(args: argparse.Namespace) -> int:
     missing = [p.name for p in labels if not (pred_dir / p.name).is_file()]
     if missing:
         raise DataError(f"--pred {pred_dir}: no prediction for {len(missing)} label file(s), e.g. {missing[0]}")
-    evaluator = SemanticEvaluator(classes, ignore_index=args.ignore_index)
+    if args.boundary_ratio < 0:
+        raise DataError(f"--boundary-ratio {args.boundary_ratio}: expected a non-negative ratio")
+    evaluator = SemanticEvaluator(classes, ignore_index=args.ignore_index,
+                                  boundary_ratio=args.boundary_ratio or None)
     for path in labels:
         label = read_label_map(path, reduce_zero=args.reduce_zero_label)
         pred = read_label_map(pred_dir / path.name)

@@ -65,7 +65,7 @@ def test_train_predict_eval(run_dir, synth, tmp_path, capsys):
                  "--classes", str(synth / "classes.json"), "--out", str(metrics)]) == 0
     assert "mIoU" in capsys.readouterr().out
     result = json.loads(metrics.read_text())
-    assert set(result) == {"aAcc", "mIoU", "mAcc", "per_class"}
+    assert set(result) == {"aAcc", "mIoU", "mAcc", "boundary_mIoU", "per_class"}
     assert set(result["per_class"]) == {"background", "triangle", "square", "star", "ellipse", "ring"}
     assert 0 <= result["aAcc"] <= 100
 

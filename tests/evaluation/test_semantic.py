@@ -87,3 +87,34 @@ def test_equals_the_plain_loop_and_torchmetrics(seed):
     assert out["aAcc"] == pytest.approx(a_acc)
     assert out["mIoU"] == pytest.approx(np.nanmean(iou))
     np.testing.assert_allclose(got_iou / 100, jaccard.compute().numpy(), rtol=1e-6)
+
+
+def test_boundary_iou_per_class_sums_bands_over_the_data_set_and_skips_ignored_pixels():
+    from densevision.evaluation.boundary import mask_to_boundary
+
+    label = np.zeros((40, 40), np.int64)
+    label[10:30, 10:30] = 1
+    shifted = np.roll(label, 3, axis=1)
+    ev = SemanticEvaluator(["bg", "square", "absent"], boundary_ratio=0.02)
+    ev.update(torch.from_numpy(label), torch.from_numpy(label))
+    ev.update(torch.from_numpy(shifted), torch.from_numpy(label))
+    out = ev.results()
+    expected = {}
+    for c in (0, 1):
+        gt, dt = mask_to_boundary(label == c, 0.02).astype(bool), mask_to_boundary(shifted == c, 0.02).astype(bool)
+        inter = gt.sum() + (gt & dt).sum()  # the first pair matches exactly
+        union = gt.sum() + (gt | dt).sum()
+        expected[c] = 100 * inter / union
+    assert out["per_class"]["square"]["BoundaryIoU"] == pytest.approx(expected[1])
+    assert out["per_class"]["bg"]["BoundaryIoU"] == pytest.approx(expected[0])
+    assert out["per_class"]["absent"]["BoundaryIoU"] is None
+    assert out["boundary_mIoU"] == pytest.approx((expected[0] + expected[1]) / 2)
+    assert 0 < expected[1] < 100
+    ignored = label.copy()
+    ignored[:, :20] = 255  # the left half of the ground truth is not labelled: its disagreements do not count
+    ev = SemanticEvaluator(["bg", "square"], boundary_ratio=0.02)
+    left_wrong = label.copy()
+    left_wrong[:, :20] = 0
+    ev.update(torch.from_numpy(left_wrong), torch.from_numpy(ignored))
+    assert ev.results()["per_class"]["square"]["BoundaryIoU"] == 100.0
+    assert "BIoU" in format_table(ev.results())
