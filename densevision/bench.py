@@ -42,6 +42,7 @@ __all__ = [
     "upstream_counterpart",
     "upstream_formulations",
     "benchmark_refine",
+    "checked_device",
     "format_refine",
     "set_threads",
 ]
@@ -68,7 +69,7 @@ class Timing:
         return {**asdict(self), "median_s": self.median_s, "img_per_s": self.img_per_s}
 
 
-def _device(device: str) -> torch.device:
+def checked_device(device: str) -> torch.device:
     """``torch.device(device)``, refusing CUDA where none is available."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -187,7 +188,7 @@ def benchmark_model(
     largest absolute output: randomly initialised deep networks can output values of 1e7); ``timm`` also holds
     ``weights_copied`` (``"copied/total"``), ``upstream`` its ``formulation``.
     """
-    dev = _device(device)
+    dev = checked_device(device)
     model = create_model(name).eval().to(dev)
     default = default_input_size(model)
     h = w = size or default[-1]
@@ -327,7 +328,7 @@ def benchmark_refine(
     from densevision.refine.network import build_refine_net, load_refine_net
     from densevision.refine.pipeline import refine_results
 
-    dev = _device(device)
+    dev = checked_device(device)
     if images < 1 or repeats < 1:
         raise DenseVisionError(f"images and repeats must be at least 1, got {images} and {repeats}")
     model = load_refine_net(checkpoint) if checkpoint else build_refine_net().eval()

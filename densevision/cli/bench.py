@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", action="store_true",
                         help="also measure `bpr refine` instances/s on synthetic coarse masks (fastest of --runs/2 "
                              "passes)")
+    parser.add_argument("--seg", action="store_true",
+                        help="also measure UperNet segmenters (Swin-T, HRNet-W18-small; 150 classes, --size, default "
+                             "512) with the head's share of the time, and sliding-window inference of a 1024x2048 "
+                             "image (crop 512, stride 341) with batched windows against one window at a time")
     parser.add_argument("--refine-images", type=positive_int, default=20,
                         help="synthetic images for --refine (default 20)")
     parser.add_argument("--batch-size", "--batch", dest="batch_size", type=positive_int, default=8,
@@ -38,15 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Benchmark each model (and ``bpr refine``), print one line each, write ``--out``."""
+    """Benchmark each model (and ``bpr refine``, the segmenters), print one line each, write ``--out``."""
     import torch
 
     from densevision.bench import benchmark, benchmark_refine, format_refine, format_result, set_threads
     from densevision.errors import DenseVisionError
     from densevision.io import check_outputs, write_json
 
-    if not args.models and not args.refine:
-        raise DenseVisionError("name at least one model, or pass --refine")
+    if not args.models and not args.refine and not args.seg:
+        raise DenseVisionError("name at least one model, or pass --refine or --seg")
     check_outputs({"--out": args.out}, {})
     device = args.device
     if device == "auto":
@@ -65,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
         result = benchmark_refine(images=args.refine_images, device=device, repeats=max(1, args.runs // 2))
         print(format_refine(result), flush=True)
         results.append({"bpr_refine": result})
+    if args.seg:
+        from densevision.bench_segmentation import benchmark_segmentation
+
+        set_threads(args.threads)
+        results += benchmark_segmentation(device=device, warmup=min(args.warmup, 1), runs=args.runs,
+                                          size=args.size or 512)
     if args.out:
         write_json(args.out, results)
         print(f"results written to {args.out}")
