@@ -72,6 +72,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     boxes.add_argument("--boxes", metavar="R.json", help="COCO results with the boxes (bbox, category_id, score)")
     parser.add_argument("--min-box-score", type=probability, default=0.0, help="ignore --boxes below this score")
     parser.add_argument("--no-flip-test", action="store_true", help="skip the flipped pass (twice as fast)")
+    parser.add_argument("--decode", choices=("quarter", "dark"),
+                        help="heatmap decoding: the quarter-pixel rule or DARK (default: the checkpoint's)")
     parser.add_argument("--batch-size", "--batch", type=positive_int, default=32, help="crops per forward pass")
     add_device_argument(parser)
     add_trust_argument(parser)
@@ -99,7 +101,8 @@ def run_predict(args: argparse.Namespace) -> int:
         instances = result_box_instances(args.boxes, args.images, layout, ann=args.ann, min_score=args.min_box_score)
     device = resolve_device(args.device)
     results = predict_keypoints(model.to(device), instances, layout, batch_size=args.batch_size, device=device,
-                                flip_test=not args.no_flip_test)
+                                flip_test=not args.no_flip_test, decode=args.decode or meta.get("decode", "quarter"),
+                                unbiased=meta.get("unbiased", False))
     write_results(args.out, results)
     print(f"{len(results)} instances with keypoints written to {args.out}")
     return 0

@@ -5,7 +5,7 @@ Several categories with different keypoint sets share one network: their keypoin
 channels (:class:`KeypointLayout`), each category owning a contiguous slice; a crop's targets are non-zero only
 in its category's slice. The recipe follows the official HRNet pose code: the box is padded to the input aspect
 ratio and enlarged ×1.25, targets are Gaussians (peak 1, σ = 2 at heatmap resolution) centred at the rounded
-keypoint, weighted by visibility.
+keypoint (or, as an option, at the exact keypoint: DARK's unbiased encoding), weighted by visibility.
 """
 
 from __future__ import annotations
@@ -147,16 +147,17 @@ def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def gaussian_targets(joints: np.ndarray, visible: np.ndarray, heatmap_size: Sequence[int],
-                     sigma: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
-    """Heatmaps K×h×w (float32) with a peak-1 Gaussian in a (6σ+1)² window centred at ``int(joint + 0.5)``
-    (joints K×2 in heatmap pixels) and weights K: ``visible`` (bool K), 0 when the window misses the map."""
+                     sigma: float = 2.0, *, unbiased: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps K×h×w (float32) with a Gaussian in a (6σ+1)² window around ``int(joint + 0.5)`` (joints K×2 in
+    heatmap pixels) and weights K: ``visible`` (bool K), 0 when the window misses the map. The Gaussian peaks
+    (value 1) at the rounded joint, as the official code does, or with ``unbiased`` at the joint's exact
+    sub-pixel position (DARK's unbiased encoding, so that a sub-pixel decoder can recover it)."""
     h, w = heatmap_size
     k = len(joints)
     target = np.zeros((k, h, w), np.float32)
     weight = visible.astype(np.float32).copy()
     radius = int(3 * sigma)
-    ax = np.arange(2 * radius + 1, dtype=np.float32)
-    g = np.exp(-((ax[None, :] - radius) ** 2 + (ax[:, None] - radius) ** 2) / (2 * sigma**2))
+    ax = np.arange(-radius, radius + 1, dtype=np.float32)
     for j in range(k):
         if weight[j] == 0:
             continue
@@ -165,6 +166,8 @@ def gaussian_targets(joints: np.ndarray, visible: np.ndarray, heatmap_size: Sequ
         if x0 >= w or y0 >= h or x1 <= 0 or y1 <= 0:
             weight[j] = 0
             continue
+        dx, dy = (ax + mx - joints[j, 0], ax + my - joints[j, 1]) if unbiased else (ax, ax)
+        g = np.exp(-(dx[None, :] ** 2 + dy[:, None] ** 2) / (2 * sigma**2))
         gx0, gy0 = max(0, -x0), max(0, -y0)
         gx1, gy1 = min(x1, w) - x0, min(y1, h) - y0
         target[j, max(0, y0):min(y1, h), max(0, x0):min(x1, w)] = g[gy0:gy1, gx0:gx1]
@@ -230,11 +233,12 @@ class TopDownDataset(Dataset):
 
     ``input_size`` (H, W), ``heatmap_stride`` s (heatmaps ``ceil(H/s)×ceil(W/s)``), ``augment`` (None: none,
     as for evaluation), ``seed`` makes the augmentation of sample ``i`` at call ``n`` reproducible
-    through the engine's seeded loader.
+    through the engine's seeded loader; ``unbiased``: targets peak at the exact joint (:func:`gaussian_targets`).
     """
 
     def __init__(self, instances: Sequence[PoseInstance], layout: KeypointLayout, *, input_size: Sequence[int],
-                 heatmap_stride: int = 4, sigma: float = 2.0, augment: Augment | None = None) -> None:
+                 heatmap_stride: int = 4, sigma: float = 2.0, augment: Augment | None = None,
+                 unbiased: bool = False) -> None:
         self.instances = list(instances)
         self.layout = layout
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -242,6 +246,7 @@ class TopDownDataset(Dataset):
         self.heatmap_size = tuple(-(-s // heatmap_stride) for s in self.input_size)
         self.sigma = sigma
         self.augment = augment
+        self.unbiased = unbiased
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -279,6 +284,6 @@ class TopDownDataset(Dataset):
         target = np.zeros((self.layout.num_joints, *self.heatmap_size), np.float32)
         weight = np.zeros(self.layout.num_joints, np.float32)
         target[cat.channels], weight[cat.channels] = gaussian_targets(
-            joints / self.heatmap_stride, visible, self.heatmap_size, self.sigma)
+            joints / self.heatmap_stride, visible, self.heatmap_size, self.sigma, unbiased=self.unbiased)
         tensor = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float().div_(255.0)
         return tensor, torch.from_numpy(target), torch.from_numpy(weight), index

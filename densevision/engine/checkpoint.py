@@ -23,7 +23,7 @@ from typing import Any
 
 from densevision.errors import CheckpointError
 from densevision.io import atomic_open, save_torch
-from densevision.models.checkpoint import read_checkpoint
+from densevision.models.checkpoint import load_state_dict_checked, read_checkpoint, unwrap_state_dict
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -162,3 +162,20 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file or run directory not found")
     return path
+
+
+def init_from_checkpoint(module: Any, path: str | os.PathLike, *, prefix: str = "backbone.body.",
+                         trust_checkpoint: bool = False) -> Any:
+    """Load the ``prefix*`` tensors of another model's checkpoint into ``module`` (an ``nn.Module``; e.g. a
+    task's backbone from a densevision detector, which keeps it under ``backbone.body.``); the tensors are cast
+    to the module's dtypes (shipped fp16 weights load into fp32). Every tensor of ``module`` must be there with
+    its shape, else a :class:`CheckpointError` lists what does not fit. Returns ``module``."""
+    state = unwrap_state_dict(read_checkpoint(path, trust_checkpoint=trust_checkpoint))
+    found = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not found:
+        raise CheckpointError(f"{path}: no tensors under {prefix!r} to initialise from "
+                              f"(keys start with {sorted({k.split('.')[0] for k in state})[:8]})")
+    own = module.state_dict()
+    found = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in found.items()}
+    load_state_dict_checked(module, found, f"{path} ({prefix}*)")
+    return module

@@ -21,15 +21,26 @@ class PoseNetConfig:
         "help": "zoo pose network (pose_hrnet_w32, pose_hrnet_w48); or use --backbone"})
     backbone: str | None = field(default=None, metadata={
         "help": "zoo model or timm:<name> under a heatmap head (instead of --model)"})
-    head: Literal["simple"] = field(default="simple", metadata={
-        "help": "heatmap head over --backbone: simple (SimpleBaseline deconvolutions)"})
+    head: Literal["simple", "hrnetv2"] = field(default="simple", metadata={
+        "help": "heatmap head over --backbone: simple (SimpleBaseline deconvolutions) or hrnetv2 (all levels "
+                "concatenated at the finest stride)"})
     overrides: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "architecture overrides of the model or backbone, e.g. '{width: 16}'"})
     weights: str | None = field(default=None, metadata={
         "help": "checkpoint of the pose network (e.g. an official release) or of the backbone; not saved in "
                 "the model spec"})
+    backbone_init: str | None = field(default=None, metadata={
+        "help": "initialise the backbone from this checkpoint's tensors under --backbone-init-prefix (e.g. a "
+                "densevision detector on the same backbone)"})
+    backbone_init_prefix: str = field(default="backbone.body.", metadata={
+        "help": "prefix of those tensors in --backbone-init's state dict"})
     input_size: list[int] = field(default_factory=lambda: [256, 192], metadata={"help": "crop height and width"})
     sigma: float = field(default=2.0, metadata={"help": "Gaussian target sigma in heatmap pixels"})
+    target: Literal["rounded", "unbiased"] = field(default="rounded", metadata={
+        "help": "Gaussian targets peak at the rounded joint (official) or at the exact joint (DARK's unbiased "
+                "encoding)"})
+    decode: Literal["quarter", "dark"] = field(default="quarter", metadata={
+        "help": "heatmap decoding in validation and, by default, in predict: the quarter-pixel rule or DARK"})
 
 
 @dataclass

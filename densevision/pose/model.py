@@ -19,10 +19,10 @@ from densevision.errors import CheckpointError, DenseVisionError
 from densevision.models import create_model, list_models
 from densevision.models.bodies import build_body
 from densevision.models.checkpoint import load_state_dict_checked, read_checkpoint
-from densevision.pose.heads import HeatmapNet, SimpleBaselineHead
+from densevision.pose.heads import HeatmapNet, HRNetV2HeatmapHead, SimpleBaselineHead
 
 BUILDER = "top_down_pose"
-HEADS = ("simple",)
+HEADS = {"simple": SimpleBaselineHead, "hrnetv2": HRNetV2HeatmapHead}
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -64,7 +64,8 @@ def build_pose_model(
 
     Either ``model`` (a zoo pose network such as ``pose_hrnet_w32``; ``weights``: its checkpoint, e.g. an
     official release) or ``backbone`` (a zoo name or ``timm:<name>``; ``weights``: a zoo backbone checkpoint)
-    with ``head`` (``"simple"``: SimpleBaseline). ``overrides``: architecture arguments of the model/backbone.
+    with ``head`` (``"simple"``: SimpleBaseline on the last level; ``"hrnetv2"``: HRNetV2's concatenation of all
+    levels at the finest stride). ``overrides``: architecture arguments of the model/backbone.
     """
     overrides = dict(overrides or {})
     if (model is None) == (backbone is None):
@@ -79,11 +80,11 @@ def build_pose_model(
         if head not in HEADS:
             raise DenseVisionError(f"--head {head}: choose from {', '.join(HEADS)}")
         body = build_body(backbone, weights=weights, **overrides)
-        channels, body_stride, cfg = body.out_channels[-1], body.strides[-1], body.pretrained_cfg
+        body_stride, cfg = body.strides[-1], body.pretrained_cfg
         if input_size[0] % body_stride or input_size[1] % body_stride:
             raise DenseVisionError(f"--input-size {input_size[0]} {input_size[1]}: must be multiples of the "
                                    f"backbone's stride {body_stride}")
-        network = HeatmapNet(body, SimpleBaselineHead(channels, num_joints), body_stride=body_stride)
+        network = HeatmapNet(body, HEADS[head](list(body.out_channels), num_joints))
         stride = network.heatmap_stride
     return TopDownPose(network, num_joints=num_joints, heatmap_stride=stride, input_size=input_size,
                        mean=cfg.get("mean", _IMAGENET_MEAN), std=cfg.get("std", _IMAGENET_STD))

@@ -4,6 +4,12 @@ Decoding follows the official HRNet code: the heatmap argmax moved a quarter pix
 (inside the map's border), mapped back through the crop's inverse affine transform; the flip test averages the
 heatmaps of the crop and of its mirror (flipped back, left/right channels swapped, shifted one pixel right);
 an instance's score is its box score times the mean of its keypoint maxima above 0.2.
+
+DARK (Zhang et al., "Distribution-Aware Coordinate Representation for Human Pose Estimation", CVPR 2020) is the
+alternative decoder: the heatmap is smoothed by a Gaussian (rescaled to keep its maximum), and the argmax of its
+logarithm is refined by one Newton step, ``x − H⁻¹∇`` from the finite-difference gradient and Hessian. With
+networks trained on unbiased targets (peaks at the exact joint), the mirror is shifted by the exact 0.75 px
+that the flip moves a stride-4 heatmap in this coordinate convention (heatmap x = input x / 4), not by 1 px.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from densevision.data.images import ImageRecord, records_from_coco, records_from_folder
@@ -30,6 +37,8 @@ from densevision.errors import DataError, DenseVisionError
 from densevision.pose.model import TopDownPose
 
 VISIBLE_THRESHOLD = 0.2
+DARK_KERNEL = 11  # Gaussian smoothing before DARK's Taylor step (σ = 2 for 11 taps, as OpenCV derives it)
+DECODERS = ("quarter", "dark")
 
 
 def decode_heatmaps(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,12 +60,56 @@ def decode_heatmaps(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return coords, maxvals
 
 
-def flip_test_heatmaps(model: TopDownPose, crops: torch.Tensor, flip_index: Sequence[int]) -> torch.Tensor:
+def smooth_heatmaps(heatmaps: torch.Tensor, kernel: int = DARK_KERNEL) -> torch.Tensor:
+    """``B×K×h×w`` heatmaps blurred by a ``kernel``-tap Gaussian (σ as OpenCV derives it; zeros beyond the
+    border), each map rescaled to keep its maximum."""
+    sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
+    ax = torch.arange(kernel, dtype=heatmaps.dtype) - (kernel - 1) / 2
+    g = torch.exp(-ax**2 / (2 * sigma**2))
+    g = g / g.sum()
+    b, k, h, w = heatmaps.shape
+    maps = heatmaps.reshape(b * k, 1, h, w)
+    out = F.conv2d(F.conv2d(maps, g.view(1, 1, 1, -1), padding=(0, kernel // 2)), g.view(1, 1, -1, 1),
+                   padding=(kernel // 2, 0))
+    peak = maps.amax((-2, -1), keepdim=True)
+    return (out * peak / out.amax((-2, -1), keepdim=True).clamp(min=1e-12)).reshape(b, k, h, w)
+
+
+def decode_dark(heatmaps: torch.Tensor, kernel: int = DARK_KERNEL) -> tuple[torch.Tensor, torch.Tensor]:
+    """``B×K×h×w`` -> coordinates ``B×K×2`` (heatmap pixels) and maxima ``B×K`` (of the raw heatmaps): the
+    argmax refined by DARK's Taylor step on the log of the smoothed heatmap, where the ±2 px neighbours exist
+    and the Hessian is invertible."""
+    b, k, h, w = heatmaps.shape
+    maxvals, idx = heatmaps.reshape(b, k, -1).max(-1)
+    px, py = idx % w, torch.div(idx, w, rounding_mode="floor")
+    coords = torch.stack([px, py], -1).to(heatmaps.dtype)
+    logs = smooth_heatmaps(heatmaps, kernel).clamp(min=1e-10).log().reshape(b, k, -1)
+    inner = (px >= 2) & (px <= w - 3) & (py >= 2) & (py <= h - 3)
+    x, y = px.clamp(2, w - 3), py.clamp(2, h - 3)
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        return logs.gather(-1, ((y + dy) * w + x + dx).unsqueeze(-1)).squeeze(-1)
+
+    centre = at(0, 0)
+    gx, gy = 0.5 * (at(0, 1) - at(0, -1)), 0.5 * (at(1, 0) - at(-1, 0))
+    dxx = 0.25 * (at(0, 2) - 2 * centre + at(0, -2))
+    dyy = 0.25 * (at(2, 0) - 2 * centre + at(-2, 0))
+    dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
+    det = dxx * dyy - dxy**2
+    ok = inner & (det.abs() > 1e-12)
+    safe = torch.where(ok, det, torch.ones_like(det))
+    offset = -torch.stack([dyy * gx - dxy * gy, dxx * gy - dxy * gx], -1) / safe.unsqueeze(-1)
+    return coords + torch.where(ok.unsqueeze(-1), offset, torch.zeros_like(offset)), maxvals
+
+
+def flip_test_heatmaps(model: TopDownPose, crops: torch.Tensor, flip_index: Sequence[int], *,
+                       shift: float = 1.0) -> torch.Tensor:
     """The average of the heatmaps of ``crops`` (B×3×H×W) and of their mirror images (flipped back, channels
-    swapped by ``flip_index``, shifted one pixel right as the official code does)."""
+    swapped by ``flip_index``, shifted ``shift`` ∈ (0, 1] pixels right by linear interpolation: 1 as the
+    official code does, 0.75 for unbiased targets)."""
     heatmaps = model(crops)
     flipped = model(crops.flip(-1)).flip(-1)[:, list(flip_index)]
-    flipped[..., 1:] = flipped[..., :-1].clone()
+    flipped[..., 1:] = (1 - shift) * flipped[..., 1:] + shift * flipped[..., :-1]
     return (heatmaps + flipped) / 2
 
 
@@ -68,9 +121,15 @@ def predict_keypoints(
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     flip_test: bool = True,
+    decode: str = "quarter",
+    unbiased: bool = False,
 ) -> list[dict[str, Any]]:
     """COCO keypoint results (``image_id``, ``category_id``, ``keypoints`` [x, y, maxval] × K, ``score``, ``bbox``)
-    of ``instances`` (their boxes; keypoints ignored) in their order."""
+    of ``instances`` (their boxes; keypoints ignored) in their order; ``decode`` is "quarter" (the official
+    quarter-pixel rule) or "dark"; ``unbiased``: the network was trained on unbiased targets (flip shift 0.75)."""
+    if decode not in DECODERS:
+        raise DenseVisionError(f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
+    decoder = decode_dark if decode == "dark" else decode_heatmaps
     if model.num_joints != layout.num_joints:
         raise DenseVisionError(f"the network predicts {model.num_joints} joints, the categories have "
                                f"{layout.num_joints}")
@@ -83,8 +142,9 @@ def predict_keypoints(
         with torch.no_grad():
             for crops, _, _, indices in loader:
                 crops = crops.to(device)
-                heatmaps = flip_test_heatmaps(model, crops, layout.flip_index) if flip_test else model(crops)
-                coords, maxvals = decode_heatmaps(heatmaps.float().cpu())
+                heatmaps = (flip_test_heatmaps(model, crops, layout.flip_index, shift=0.75 if unbiased else 1.0)
+                            if flip_test else model(crops))
+                coords, maxvals = decoder(heatmaps.float().cpu())
                 for j, index in enumerate(indices.tolist()):
                     results.append(_result(dataset, index, coords[j].numpy(), maxvals[j].numpy()))
     finally:

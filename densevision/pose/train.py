@@ -20,10 +20,11 @@ from densevision.data.jsonio import read_json
 from densevision.data.keypoints import Augment, KeypointLayout, TopDownDataset, load_keypoint_instances
 from densevision.data.results import write_results
 from densevision.engine import is_main_process, train_task
+from densevision.engine.checkpoint import init_from_checkpoint
 from densevision.errors import DenseVisionError
 from densevision.evaluation.coco import CocoEvaluator
 from densevision.io import write_json
-from densevision.pose.config import PoseTrainConfig
+from densevision.pose.config import PoseNetConfig, PoseTrainConfig
 from densevision.pose.model import TopDownPose, build_pose_model, pose_model_spec
 from densevision.pose.predict import gt_box_instances, predict_keypoints
 
@@ -75,12 +76,16 @@ class PoseTask:
         data, net = self.config.data, self.config.model
         augment = Augment(rotation=data.rotation, scale=data.scale, flip=data.flip)
         return TopDownDataset(instances, self.layout, input_size=net.input_size, heatmap_stride=HEATMAP_STRIDE,
-                              sigma=net.sigma, augment=augment)
+                              sigma=net.sigma, augment=augment, unbiased=net.target == "unbiased")
 
     def build_model(self) -> TopDownPose:
         net = self.config.model
         model = build_pose_model(num_joints=self.layout.num_joints, input_size=net.input_size, model=net.model,
                                  backbone=net.backbone, head=net.head, overrides=net.overrides, weights=net.weights)
+        if net.backbone_init is not None:
+            if net.backbone is None:
+                raise DenseVisionError("--backbone-init goes with --backbone (a zoo pose network loads --weights)")
+            init_from_checkpoint(model.network.body, net.backbone_init, prefix=net.backbone_init_prefix)
         if model.heatmap_stride != HEATMAP_STRIDE:
             raise DenseVisionError(f"the network's heatmaps have stride {model.heatmap_stride}; the pose task "
                                    f"trains stride-{HEATMAP_STRIDE} heatmaps")
@@ -97,11 +102,13 @@ class PoseTask:
         instances = gt_box_instances(val_json, val_images, self.layout)
         coco = CocoEvaluator(read_json(val_json), "keypoints", kpt_sigmas=self.config.data.kpt_sigmas)
         batch_size, out_dir = self.config.train.eval_batch_size, run_dir / EVAL_DIR
+        decoding = decoding_options(self.config.model)
 
         def evaluate(model: nn.Module) -> dict[str, float]:
             if not is_main_process():
                 return {}
-            results = predict_keypoints(model, instances, self.layout, batch_size=batch_size, device=device)
+            results = predict_keypoints(model, instances, self.layout, batch_size=batch_size, device=device,
+                                        **decoding)
             metrics = coco.evaluate(results)
             write_results(out_dir / "results.json", results)
             write_json(out_dir / "coco_metrics.json", metrics)
@@ -114,7 +121,14 @@ class PoseTask:
         net = self.config.model
         return pose_model_spec({"input_size": net.input_size, "model": net.model, "backbone": net.backbone,
                                 "head": net.head, "overrides": net.overrides},
-                               num_joints=self.layout.num_joints, meta={"categories": self.layout.to_meta()})
+                               num_joints=self.layout.num_joints,
+                               meta={"categories": self.layout.to_meta(), **decoding_options(net)})
+
+
+def decoding_options(net: PoseNetConfig) -> dict[str, Any]:
+    """How heatmaps of a network trained with ``net`` are decoded (``predict_keypoints`` keywords; kept in the
+    checkpoint's model-spec meta for predict)."""
+    return {"decode": net.decode, "unbiased": net.target == "unbiased"}
 
 
 def train_pose(

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from densevision.engine.checkpoint import find_checkpoint, model_spec, read_model_spec
+from densevision.engine.checkpoint import find_checkpoint, init_from_checkpoint, model_spec, read_model_spec
 from densevision.errors import CheckpointError, DenseVisionError
 from densevision.models.bodies import build_body, check_body
 from densevision.models.checkpoint import load_state_dict_checked, read_checkpoint, unwrap_state_dict
@@ -138,17 +138,8 @@ def build_segmenter(
 def init_backbone_from(model: Segmenter, path: str | os.PathLike, *, prefix: str = "backbone.body.",
                        trust_checkpoint: bool = False) -> Segmenter:
     """Initialise ``model.backbone`` from the ``prefix*`` tensors of another model's checkpoint on the same
-    backbone (a densevision detector keeps its backbone under ``backbone.body.``); the tensors are cast to the
-    model's dtypes (shipped fp16 weights load into fp32). Every backbone tensor must be there with its shape,
-    else a :class:`CheckpointError` lists what does not fit."""
-    state = unwrap_state_dict(read_checkpoint(path, trust_checkpoint=trust_checkpoint))
-    body = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not body:
-        raise CheckpointError(f"{path}: no tensors under {prefix!r} to initialise the backbone from "
-                              f"(keys start with {sorted({k.split('.')[0] for k in state})[:8]})")
-    own = model.backbone.state_dict()
-    body = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in body.items()}
-    load_state_dict_checked(model.backbone, body, f"{path} ({prefix}*)")
+    backbone (:func:`~densevision.engine.checkpoint.init_from_checkpoint`)."""
+    init_from_checkpoint(model.backbone, path, prefix=prefix, trust_checkpoint=trust_checkpoint)
     return model
 
 

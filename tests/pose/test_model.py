@@ -12,11 +12,11 @@ from tests.pose.conftest import TINY_BACKBONE, TINY_POSE_HRNET
 
 
 def test_simple_baseline_head_upsamples_by_8() -> None:
-    head = SimpleBaselineHead(32, 5, channels=16)
-    assert head(torch.randn(2, 32, 3, 2)).shape == (2, 5, 24, 16)
+    head = SimpleBaselineHead([8, 32], 5, channels=16)
+    assert head([torch.randn(2, 8, 6, 4), torch.randn(2, 32, 3, 2)]).shape == (2, 5, 24, 16)
     deconvs = [m for m in head.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     assert [(d.kernel_size, d.stride, d.padding, d.bias) for d in deconvs] == [((4, 4), (2, 2), (1, 1), None)] * 3
-    assert head.deconv_layers[0].out_channels == SimpleBaselineHead(32, 5).deconv_layers[0].out_channels // 16
+    assert head.deconv_layers[0].out_channels == SimpleBaselineHead([32], 5).deconv_layers[0].out_channels // 16
 
 
 def test_backbone_with_simple_head_gives_quarter_resolution_heatmaps() -> None:
@@ -26,6 +26,14 @@ def test_backbone_with_simple_head_gives_quarter_resolution_heatmaps() -> None:
     assert model(torch.rand(2, 3, 64, 32)).shape == (2, 3, 16, 8)
     with pytest.raises(DenseVisionError, match="multiples of the backbone's stride 32"):
         build_pose_model(num_joints=3, input_size=(64, 48), backbone="hrnet_w18_small", overrides=TINY_BACKBONE)
+
+
+def test_backbone_with_hrnetv2_head_fuses_every_level_at_the_finest_stride() -> None:
+    model = build_pose_model(num_joints=3, input_size=(64, 32), backbone="hrnet_w18_small", head="hrnetv2",
+                             overrides=TINY_BACKBONE).eval()
+    assert model.heatmap_stride == 4 and model(torch.rand(2, 3, 64, 32)).shape == (2, 3, 16, 8)
+    body = model.network.body
+    assert model.network.head.fuse[0].in_channels == sum(body.out_channels)
 
 
 def test_pose_hrnet_model() -> None:

@@ -15,7 +15,7 @@ from densevision.data.keypoints import (
 )
 from densevision.data.synthetic import generate
 from densevision.evaluation.coco import evaluate
-from densevision.pose.predict import decode_heatmaps, flip_test_heatmaps, predict_keypoints
+from densevision.pose.predict import decode_dark, decode_heatmaps, flip_test_heatmaps, predict_keypoints
 
 
 def test_quarter_pixel_rule() -> None:
@@ -33,6 +33,19 @@ def test_decoding_gaussian_targets_recovers_the_joint() -> None:
     target, _ = gaussian_targets(joints, np.array([True, True]), (16, 12))
     coords, _ = decode_heatmaps(torch.from_numpy(target)[None])
     assert np.abs(coords[0].numpy() - joints).max() <= 0.5
+
+
+def test_dark_recovers_unbiased_targets_to_a_hundredth_of_a_pixel_inside_the_map() -> None:
+    joints = np.array([[5.3, 7.8], [7.6, 3.1], [0.4, 6.0]])  # the last one is too close to the border
+    target, _ = gaussian_targets(joints, np.array([True, True, True]), (16, 12), unbiased=True)
+    assert target[0].max() < 1.0 and target[0, 8, 5] == target[0].max()  # peak between pixels, at the rounded one
+    coords, maxvals = decode_dark(torch.from_numpy(target)[None])
+    assert np.abs(coords[0, 0].numpy() - joints[0]).max() < 0.01
+    assert np.abs(coords[0, 1].numpy() - joints[1]).max() < 0.1  # its Gaussian is cut by the top border
+    assert coords[0, 2].tolist() == [0.0, 6.0]  # no Taylor step without the ±2 neighbours: the argmax
+    assert torch.equal(maxvals, torch.from_numpy(target).amax((-2, -1))[None])
+    rounded, _ = gaussian_targets(joints, np.array([True, True, True]), (16, 12))
+    assert np.abs(decode_heatmaps(torch.from_numpy(rounded)[None])[0][0, :2].numpy() - joints[:2]).max() > 0.05
 
 
 class PixelModel(nn.Module):
@@ -54,6 +67,9 @@ def test_flip_test_swaps_channels_and_shifts_one_pixel() -> None:
     mirror = plain[:, [0, 2, 1]].clone()
     mirror[..., 1:] = mirror[..., :-1].clone()
     assert torch.allclose(flip_test_heatmaps(model, x, [0, 2, 1]), (plain + mirror) / 2)
+    fraction = plain[:, [0, 2, 1]].clone()
+    fraction[..., 1:] = 0.25 * fraction[..., 1:] + 0.75 * fraction[..., :-1]
+    assert torch.allclose(flip_test_heatmaps(model, x, [0, 2, 1], shift=0.75), (plain + fraction) / 2)
 
 
 class OracleModel(nn.Module):
@@ -81,7 +97,11 @@ def test_oracle_heatmaps_give_the_ground_truth_keypoints(tmp_path) -> None:
         scale = max(inst.box[2], inst.box[3]) * 1.25 / 96 * 4  # image pixels per heatmap pixel (upper bound)
         assert np.abs(got[labelled & inside, :2] - inst.keypoints[labelled & inside, :2]).max() <= 0.6 * scale
     # sigma 0.025 is strict: the 1/4-pixel heatmap quantisation alone costs AP on small shapes
-    assert evaluate(paths["val"], results, "keypoints")["keypoints"]["AP"] > 50
+    official = evaluate(paths["val"], results, "keypoints")["keypoints"]["AP"]
+    assert official > 50
+    unbiased = TopDownDataset(instances, layout, input_size=(128, 96), unbiased=True)
+    dark = predict_keypoints(OracleModel(unbiased), instances, layout, batch_size=4, flip_test=False, decode="dark")
+    assert evaluate(paths["val"], dark, "keypoints")["keypoints"]["AP"] > official
 
 
 def test_instances_keep_their_category_channels() -> None:
