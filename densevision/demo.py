@@ -23,6 +23,7 @@ import torch
 
 from densevision import __version__
 from densevision.data.jsonio import read_json
+from densevision.data.keypoints import KeypointLayout
 from densevision.data.labelmaps import read_label_map, results_to_label_map
 from densevision.data.synthetic import generate_split
 from densevision.detection.config import DetectionDataConfig, DetectorTrainConfig, MaskRCNNConfig
@@ -36,6 +37,10 @@ from densevision.evaluation import evaluate, format_table
 from densevision.evaluation.semantic import SemanticEvaluator
 from densevision.evaluation.semantic import format_table as semantic_table
 from densevision.io import atomic_open, save_torch, write_json
+from densevision.pose.config import PoseDataConfig, PoseNetConfig, PoseTrainConfig
+from densevision.pose.model import load_pose_model
+from densevision.pose.predict import gt_box_instances, predict_keypoints, result_box_instances
+from densevision.pose.train import train_pose
 from densevision.refine.config import RefineRuleConfig, RefineTrainConfig
 from densevision.refine.dataset import INDEX_FILE as PATCH_INDEX
 from densevision.refine.dataset import build_patch_dataset
@@ -52,6 +57,7 @@ ASSETS = Path(__file__).parent / "assets"
 DETECTOR_FILE = "demo_detector.pt"
 REFINER_FILE = "demo_refiner.pt"
 SEGMENTER_FILE = "demo_segmenter.pt"
+POSE_FILE = "demo_pose.pt"
 BASELINE_SCORE = 0.5  # detections rendered into the baseline label maps score at least this
 BOUNDARY_RATIO = 0.02  # semantic Boundary IoU band: 2 % of the image diagonal
 IOU_TYPES = ("bbox", "segm", "boundary")
@@ -138,6 +144,33 @@ QUICK_SEG_RECIPE = replace(SegDemoRecipe(), channels=16, fpn_channels=16, crop=6
                            warmup=1, eval_every=0, tune_images=2, test_input=None)
 
 
+@dataclass(frozen=True)
+class PoseDemoRecipe:
+    """Everything that decides the demo pose network; saved in its model card.
+
+    Top-down keypoints of the demo's shapes (triangle vertices, square corners, star tips; OKS sigma 0.025): an
+    HRNetV2 heatmap head over the demo detector's backbone, started from the detector's backbone weights, on
+    ``input``² crops of the training split's ground-truth boxes, unbiased Gaussian targets decoded by DARK (on
+    the synthetic validation split's targets themselves that pair scores 94.2 keypoint AP at 128², the official
+    rounded targets with the quarter-pixel rule 69.7: the ceiling a network could reach). Its learning curve and
+    best checkpoint come from a tuning split (seed ``tune_seed``); nothing is chosen on the validation split.
+    """
+
+    head: str = "hrnetv2"
+    input: int = 128
+    iters: int = 1500
+    batch: int = 32
+    lr: float = 1e-3
+    eval_every: int = 250
+    tune_seed: int = 1
+    tune_images: int = 20
+    target: str = "unbiased"
+    decode: str = "dark"
+
+
+QUICK_POSE_RECIPE = replace(PoseDemoRecipe(), input=64, iters=3, batch=4, eval_every=0, tune_images=2)
+
+
 def prepare_split(data_dir: Path, split: str, count: int, recipe: DemoRecipe, *, labels: bool = False,
                   progress: bool = True) -> tuple[Path, Path]:
     """The synthetic split's (annotation json, image folder), generated unless an identical one is there;
@@ -148,6 +181,7 @@ def prepare_split(data_dir: Path, split: str, count: int, recipe: DemoRecipe, *,
         info = data.get("info", {})
         same = (info.get("seed"), info.get("size"), len(data.get("images", []))) == (recipe.seed, recipe.image_size,
                                                                                   count)
+        same = same and all("keypoints" in c for c in data.get("categories", []))
         have_labels = not labels or len(list((data_dir / "labels" / split).glob("*.png"))) == count
         if same and have_labels:
             return ann, data_dir / split
@@ -293,15 +327,82 @@ def train_demo_segmenter(out_dir: str | os.PathLike, detector: str | os.PathLike
     return weights
 
 
+def pose_config(recipe: DemoRecipe, pose: PoseDemoRecipe, data: Mapping[str, Any],
+                detector: str | os.PathLike) -> PoseTrainConfig:
+    """The pose network's training config that ``recipe`` / ``pose`` decide, on ``data`` (``train_json``,
+    ``train_images``, ``val_json``, ``val_images``), its backbone (the detector's architecture) initialised from
+    the detector checkpoint ``detector``."""
+    backbone_kwargs = plain_value(recipe.detector_model_kwargs.get("backbone_kwargs", {}))
+    model = PoseNetConfig(backbone=recipe.detector_backbone, head=pose.head, overrides=backbone_kwargs,
+                          backbone_init=os.fspath(detector), input_size=[pose.input, pose.input],
+                          target=pose.target, decode=pose.decode)
+    train = replace(TrainConfig(), iters=pose.iters, batch_size=pose.batch, lr=pose.lr, weight_decay=0.0,
+                    schedule="step", warmup_iters=0, eval_every=pose.eval_every, eval_batch_size=64,
+                    checkpoint_every=max(pose.eval_every, 100), keep_checkpoints=2, log_every=10, workers=0,
+                    seed=recipe.seed)
+    return PoseTrainConfig(data=PoseDataConfig(**{k: os.fspath(v) for k, v in data.items()}), model=model,
+                           train=train)
+
+
+def evaluate_pose(weights: Path, ann: Path, images: Path, *, boxes: Path | None = None,
+                  device: str | torch.device = "auto", out: Path | None = None) -> dict[str, Any]:
+    """Keypoint AP (pycocotools, the categories' OKS sigmas) of the pose ``weights`` on the ground-truth boxes
+    of ``ann``, or on the detections of the COCO results file ``boxes`` (flip test, the checkpoint's decoding);
+    the results go to ``out`` when given."""
+    model, meta = load_pose_model(weights)
+    dev = resolve_device(device) if isinstance(device, str) else device
+    layout = KeypointLayout(meta["categories"], f"{weights} (model spec)")
+    instances = (gt_box_instances(ann, images, layout) if boxes is None
+                 else result_box_instances(boxes, images, layout, ann=ann))
+    results = predict_keypoints(model.to(dev), instances, layout, device=dev, decode=meta.get("decode", "quarter"),
+                                unbiased=meta.get("unbiased", False))
+    if out is not None:
+        write_json(out, results, indent=None)
+    return evaluate(read_json(ann), results, ("keypoints",))["keypoints"] if results else {"AP": 0.0}
+
+
+def train_demo_pose(out_dir: str | os.PathLike, detector: str | os.PathLike, *, recipe: DemoRecipe = DemoRecipe(),
+                    pose: PoseDemoRecipe = PoseDemoRecipe(), device: str = "auto",
+                    command: str = "densevision demo --train", progress: bool = True) -> Path:
+    """Train the demo pose network (backbone from the ``detector`` checkpoint's ``backbone.body.*``) on the
+    demo's training split, its best checkpoint chosen on the tuning split; writes ``out_dir/weights/demo_pose.pt``
+    (fp16) with its model card (validation keypoint AP of those weights included) and returns its path.
+    Interrupted runs continue where they stopped when called again with the same ``out_dir``."""
+    out = Path(out_dir)
+    data_dir = out / "data"
+    train_ann, train_images = prepare_split(data_dir, "train", recipe.train_images, recipe, progress=progress)
+    tune_ann, tune_images = prepare_split(out / "tune_data", "val", pose.tune_images,
+                                          replace(recipe, seed=pose.tune_seed), progress=progress)
+    data = {"train_json": train_ann, "train_images": train_images, "val_json": tune_ann, "val_images": tune_images}
+    start = time.perf_counter()
+    run = out / "pose_run"
+    summary = train_pose(pose_config(recipe, pose, data, detector), run, device=device,
+                         resume=Checkpointer(run).has_checkpoint(), progress=progress)
+    checkpoint = find_checkpoint(run)
+    weights = _half_weights(checkpoint, out / "weights" / POSE_FILE)
+    wall = time.perf_counter() - start
+    val_ann, val_images = prepare_split(data_dir, "val", recipe.val_images, recipe, progress=progress)
+    keypoints = evaluate_pose(weights, val_ann, val_images, device=device)
+    tuning = {k: v for k, v in summary.get("metrics", {}).items() if k.startswith("keypoints/")}
+    _write_card(weights.with_suffix(".json"), weights=weights, command=command, recipe=recipe,
+                iterations=summary["iteration"], wall_time_s=wall, metrics={"val": keypoints, "tune": tuning},
+                history=_run_history(run),
+                extra={"pose_recipe": asdict(pose), "checkpoint": checkpoint.name,
+                       "backbone_init": {"file": Path(detector).name, "sha256": _sha256(Path(detector)),
+                                         "prefix": "backbone.body."}})
+    return weights
+
+
 def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoRecipe(),
-                       seg: SegDemoRecipe = SegDemoRecipe(), device: str = "auto",
-                       command: str = "densevision demo --train", progress: bool = True) -> dict[str, Path]:
+                       seg: SegDemoRecipe = SegDemoRecipe(), pose: PoseDemoRecipe = PoseDemoRecipe(),
+                       device: str = "auto", command: str = "densevision demo --train",
+                       progress: bool = True) -> dict[str, Path]:
     """Train the demo detector, then the refiner on patches of its training-split predictions, then the
-    segmenter from the detector's backbone.
+    segmenter and the pose network from the detector's backbone.
 
     Interrupted runs continue where they stopped when called again with the same ``out_dir``. Writes
-    ``out_dir/weights/{demo_detector.pt, demo_refiner.pt, demo_segmenter.pt}`` (fp16) with their model cards
-    (``.json``) and returns their paths.
+    ``out_dir/weights/{demo_detector.pt, demo_refiner.pt, demo_segmenter.pt, demo_pose.pt}`` (fp16) with their
+    model cards (``.json``) and returns their paths.
     """
     out = Path(out_dir)
     data_dir, weights = out / "data", out / "weights"
@@ -336,18 +437,21 @@ def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoR
                 extra={"refine_rule": refine_rule_card()})
     segmenter = train_demo_segmenter(out, detector, recipe=recipe, seg=seg, device=device, command=command,
                                      progress=progress)
-    return {"detector": detector, "refiner": refiner, "segmenter": segmenter}
+    pose_weights = train_demo_pose(out, detector, recipe=recipe, pose=pose, device=device, command=command,
+                                   progress=progress)
+    return {"detector": detector, "refiner": refiner, "segmenter": segmenter, "pose": pose_weights}
 
 
 def shipped_weights() -> dict[str, Path]:
-    """The demo weights inside the package (the segmenter only when it is there: its stage is optional); a
-    clear error when the detector or refiner is missing."""
+    """The demo weights inside the package (the segmenter and the pose network only when they are there: their
+    stages are optional); a clear error when the detector or refiner is missing."""
     paths = {"detector": ASSETS / DETECTOR_FILE, "refiner": ASSETS / REFINER_FILE}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise DenseVisionError(f"demo weights not found: {', '.join(missing)}; run `densevision demo --train`")
-    if (ASSETS / SEGMENTER_FILE).is_file():
-        paths["segmenter"] = ASSETS / SEGMENTER_FILE
+    for stage, name in (("segmenter", SEGMENTER_FILE), ("pose", POSE_FILE)):
+        if (ASSETS / name).is_file():
+            paths[stage] = ASSETS / name
     return paths
 
 
@@ -394,8 +498,10 @@ def evaluate_segmenter(weights: Path, gt: Mapping[str, Any], images: Path, label
 def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe: DemoRecipe = DemoRecipe(),
                  seg: SegDemoRecipe = SegDemoRecipe(), device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """Detector on the validation split, refinement of its masks, both evaluated; with a ``segmenter`` in
-    ``weights`` also the semantic stage (label maps in ``semantic/``, ``semantic_figure.png``). Writes
-    ``coarse.json``, ``refined.json``, ``metrics.json``, ``report.md`` and ``figure.png`` into ``out_dir``."""
+    ``weights`` also the semantic stage (label maps in ``semantic/``, ``semantic_figure.png``), with ``pose``
+    the keypoint stage (``keypoints_gt_boxes.json`` from the ground-truth boxes, ``keypoints.json`` from the
+    detector's boxes: detection then pose). Writes ``coarse.json``, ``refined.json``, ``metrics.json``,
+    ``report.md`` and ``figure.png`` into ``out_dir``."""
     out = Path(out_dir)
     val_ann, val_images = prepare_split(out / "data", "val", recipe.val_images, recipe,
                                         labels="segmenter" in weights, progress=progress)
@@ -434,6 +540,14 @@ def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe
         semantic_figure = write_semantic_figure(out / "semantic_figure.png", [
             (val_images / i["file_name"], labels / f"{Path(i['file_name']).stem}.png",
              out / "semantic" / f"{Path(i['file_name']).stem}.png") for i in gt["images"][:3]])
+    if "pose" in weights:
+        start = time.perf_counter()
+        metrics["pose"] = {
+            "gt_boxes": evaluate_pose(weights["pose"], val_ann, val_images, device=device,
+                                      out=out / "keypoints_gt_boxes.json"),
+            "detector_boxes": evaluate_pose(weights["pose"], val_ann, val_images, boxes=coarse_path, device=device,
+                                            out=out / "keypoints.json")}
+        timings["pose_s"] = time.perf_counter() - start
     write_json(out / "metrics.json", metrics)
     _, info = load_detector(weights["detector"])
     figure = write_demo_figures(out / "figure.png", gt, val_images, coarse, refined, info.class_names,
@@ -483,6 +597,18 @@ def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float]
             lines += [f"![semantic figure]({semantic_figure.name})", ""]
     else:
         lines += [f"Skipped: no segmenter weights (`{SEGMENTER_FILE}`); `densevision demo --train` makes them.", ""]
+    lines += ["## Keypoints", ""]
+    if "pose" in metrics:
+        pose = metrics["pose"]
+        lines += ["Top-down keypoints (OKS sigma 0.025 for every keypoint) on the validation split, from the "
+                  "ground-truth boxes and from the detector's boxes (detection then pose).", "",
+                  "| boxes | AP | AP50 | AP75 |", "| --- | --- | --- | --- |"]
+        lines += [f"| {name.replace('_', ' ')} | " + " | ".join(f"{pose[name].get(k, 0.0):.2f}"
+                                                             for k in ("AP", "AP50", "AP75")) + " |"
+                  for name in ("gt_boxes", "detector_boxes")]
+        lines.append("")
+    else:
+        lines += [f"Skipped: no pose weights (`{POSE_FILE}`); `densevision demo --train` makes them.", ""]
     lines += ["## Timings (s)", "", *[f"- {k}: {v:.1f}" for k, v in timings.items()], "",
               "## Weights", ""]
     for name, w in weights.items():
@@ -498,12 +624,13 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, train: bool = False, q
              device: str = "auto", detector_input: int | None = None, progress: bool = True) -> dict[str, Any]:
     """``make demo``: the pipeline on the shipped weights, or on freshly trained ones (``train`` / ``quick``);
     ``detector_input`` overrides the recipe's inference size of the detector."""
-    recipe, seg = (QUICK_RECIPE, QUICK_SEG_RECIPE) if quick else (DemoRecipe(), SegDemoRecipe())
+    recipe, seg, pose = ((QUICK_RECIPE, QUICK_SEG_RECIPE, QUICK_POSE_RECIPE) if quick
+                         else (DemoRecipe(), SegDemoRecipe(), PoseDemoRecipe()))
     if detector_input is not None:
         recipe = replace(recipe, detector_test_input=detector_input)
     if train or quick:
         command = "densevision " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["demo"] else "run_demo"
-        weights = train_demo_weights(out_dir, recipe=recipe, seg=seg, device=device, command=command,
+        weights = train_demo_weights(out_dir, recipe=recipe, seg=seg, pose=pose, device=device, command=command,
                                      progress=progress)
     else:
         weights = shipped_weights()

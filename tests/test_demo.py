@@ -7,6 +7,7 @@ import pytest
 from densevision.demo import (
     ASSETS,
     DETECTOR_FILE,
+    QUICK_POSE_RECIPE,
     QUICK_RECIPE,
     QUICK_SEG_RECIPE,
     DemoRecipe,
@@ -20,7 +21,10 @@ from densevision.demo import (
 def test_quick_demo_runs_every_step(tmp_path):
     out = run_demo(tmp_path, quick=True, device="cpu", detector_input=96, progress=False)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics) == {"coarse", "refined", "semantic"}
+    assert set(metrics) == {"coarse", "refined", "semantic", "pose"}
+    assert set(metrics["pose"]) == {"gt_boxes", "detector_boxes"}
+    assert 0.0 <= metrics["pose"]["gt_boxes"]["AP"] <= 100.0
+    assert (tmp_path / "keypoints_gt_boxes.json").is_file() and (tmp_path / "keypoints.json").is_file()
     for stage in ("coarse", "refined"):
         assert set(metrics[stage]) == {"bbox", "segm", "boundary"}
         assert all(0.0 <= metrics[stage][t]["AP"] <= 100.0 for t in metrics[stage])
@@ -36,7 +40,7 @@ def test_quick_demo_runs_every_step(tmp_path):
     assert report.startswith("# densevision demo")
     assert f"detector input 96 px short side, trained at {QUICK_RECIPE.detector_input}" in report
     assert (tmp_path / "figure.png").stat().st_size > 10_000
-    for name in ("demo_detector", "demo_refiner", "demo_segmenter"):
+    for name in ("demo_detector", "demo_refiner", "demo_segmenter", "demo_pose"):
         weights = tmp_path / "weights" / f"{name}.pt"
         card = json.loads((tmp_path / "weights" / f"{name}.json").read_text())
         assert card["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -45,6 +49,9 @@ def test_quick_demo_runs_every_step(tmp_path):
     assert card["segmenter_recipe"] == asdict(QUICK_SEG_RECIPE) | {"ratio_range": list(QUICK_SEG_RECIPE.ratio_range)}
     assert card["backbone_init"]["file"] == "demo_detector.pt"
     assert card["metrics"]["val"]["mIoU"] == pytest.approx(semantic["mIoU"])
+    card = json.loads((tmp_path / "weights" / "demo_pose.json").read_text())
+    assert card["pose_recipe"] == asdict(QUICK_POSE_RECIPE) and card["backbone_init"]["file"] == "demo_detector.pt"
+    assert card["metrics"]["val"]["AP"] == pytest.approx(metrics["pose"]["gt_boxes"]["AP"])
     refined = json.loads((tmp_path / "refined.json").read_text())
     coarse = json.loads((tmp_path / "coarse.json").read_text())
     assert [(r["image_id"], r["category_id"], r["score"]) for r in refined] == \
@@ -56,6 +63,7 @@ def test_quick_demo_runs_every_step(tmp_path):
                          device="cpu", progress=False)
     assert "semantic" not in again["metrics"] and again["semantic_figure"] is None
     assert "Skipped: no segmenter weights" in again["report"].read_text()
+    assert "pose" not in again["metrics"] and "Skipped: no pose weights" in again["report"].read_text()
 
 
 def test_prepare_split_reuses_identical_data(tmp_path):
