@@ -1,7 +1,8 @@
 """densevision: dense prediction toolkit (model zoo, instance and semantic segmentation, pose estimation, boundary
 patch refinement, COCO evaluation).
 
-``create_model`` and ``list_models`` are imported from :mod:`densevision.models` on first use, so importing
+``create_model`` and ``list_models`` (:mod:`densevision.models`) and the one-image entries ``Detector``,
+``Refiner``, ``Segmenter`` and ``PoseEstimator`` (:mod:`densevision.api`) are imported on first use, so importing
 ``densevision`` (and starting the CLI) does not import torch.
 """
 
@@ -11,5 +12,8 @@ from densevision.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_names, __getattr__, __dir__ = lazy_exports(__name__, {"densevision.models": ("create_model", "list_models")})
+_names, __getattr__, __dir__ = lazy_exports(__name__, {
+    "densevision.models": ("create_model", "list_models"),
+    "densevision.api": ("Detector", "PoseEstimator", "Refiner", "Segmenter"),
+})
 __all__ = ["__version__", *_names]

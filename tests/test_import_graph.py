@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "densevision"
 TASKS = {"detection", "refine", "segmentation", "pose"}
 FLOORS = {"layers", "data", "evaluation", "models", "engine"}
-ABOVE_FLOORS = TASKS | {"demo", "bench", "bench_segmentation", "export", "cli"}
+ABOVE_FLOORS = TASKS | {"api", "demo", "bench", "bench_segmentation", "export", "cli"}
 
 
 def _package(module: str) -> str | None:
@@ -73,3 +73,9 @@ def test_refine_does_not_import_evaluation():
 @pytest.mark.parametrize("floor", sorted(FLOORS & set(GRAPH)))
 def test_shared_floors_never_import_task_packages_or_the_layers_above(floor):
     assert not (GRAPH[floor] & ABOVE_FLOORS), f"{floor} imports {sorted(GRAPH[floor] & ABOVE_FLOORS)}"
+
+
+@pytest.mark.parametrize("task", sorted(TASKS & set(GRAPH)))
+def test_task_packages_never_import_the_packages_composing_them(task):
+    above = GRAPH[task] & (ABOVE_FLOORS - TASKS)
+    assert not above, f"{task} imports {sorted(above)}"

@@ -72,7 +72,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from densevision.errors import DenseVisionError
     from densevision.io import check_outputs
     from densevision.segmentation.model import load_segmenter
-    from densevision.segmentation.predict import predict_folder
+    from densevision.segmentation.predict import predict_folder, slide_stride
 
     check_outputs({"--out": args.out}, {"--images": args.images, "--checkpoint": args.checkpoint},
                   folders=("--out",))
@@ -80,7 +80,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.mode == "slide":
         if args.crop is None:
             raise DenseVisionError("--mode slide needs --crop H W")
-        stride = stride or [max(1, 2 * c // 3) for c in args.crop]
+        stride = slide_stride(args.crop, stride)
     model = load_segmenter(args.checkpoint, trust_checkpoint=args.trust_checkpoint).to(resolve_device(args.device))
     written = predict_folder(model, args.images, args.out, mode=args.mode, crop=args.crop, stride=stride,
                              progress=not args.no_progress)

@@ -26,20 +26,26 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_IMAGE_SIDE = 2**14
 
 
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """A decoded PIL image of any mode (grayscale, RGBA, palette, 16-bit, float) as H×W×3 uint8 RGB; 16-bit
+    values are scaled from 0–65535 (0–255 when none exceeds 255), float ones from [0, 1]."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        scale = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        im = Image.fromarray(np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    return np.array(im.convert("RGB"))
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read and fully decode any image (grayscale, RGBA, palette, 16-bit) as H×W×3 uint8 RGB; a missing,
-    truncated or unreadable file raises ``DataError``."""
+    """Read and fully decode any image (grayscale, RGBA, palette, 16-bit) as H×W×3 uint8 RGB
+    (:func:`pil_to_rgb`); a missing, truncated or unreadable file raises ``DataError``."""
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                scale = 65535.0 if arr.max(initial=0) > 255 else 255.0
-                im = Image.fromarray(np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8))
-            elif im.mode == "F":
-                arr = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8))
-            return np.array(im.convert("RGB"))
+            return pil_to_rgb(im)
     except FileNotFoundError:
         raise DataError(f"image file {path} not found") from None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:

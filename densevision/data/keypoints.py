@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,11 +234,12 @@ class TopDownDataset(Dataset):
     ``input_size`` (H, W), ``heatmap_stride`` s (heatmaps ``ceil(H/s)×ceil(W/s)``), ``augment`` (None: none,
     as for evaluation), ``seed`` makes the augmentation of sample ``i`` at call ``n`` reproducible
     through the engine's seeded loader; ``unbiased``: targets peak at the exact joint (:func:`gaussian_targets`).
+    ``image_loader`` reads an instance's record as H×W×3 uint8 RGB (default: its file, size checked).
     """
 
     def __init__(self, instances: Sequence[PoseInstance], layout: KeypointLayout, *, input_size: Sequence[int],
                  heatmap_stride: int = 4, sigma: float = 2.0, augment: Augment | None = None,
-                 unbiased: bool = False) -> None:
+                 unbiased: bool = False, image_loader: Callable[[ImageRecord], np.ndarray] = load_image) -> None:
         self.instances = list(instances)
         self.layout = layout
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -247,6 +248,7 @@ class TopDownDataset(Dataset):
         self.sigma = sigma
         self.augment = augment
         self.unbiased = unbiased
+        self.image_loader = image_loader
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -268,7 +270,7 @@ class TopDownDataset(Dataset):
         inst = self.instances[index]
         rng = np.random.default_rng(torch.randint(0, 2**31, ()).item()) if self.augment is not None else None
         center, size, rotation, flip = self.crop_geometry(index, rng)
-        image = load_image(inst.record)
+        image = self.image_loader(inst.record)
         matrix = crop_transform(center, size, self.input_size, rotation)
         crop = cv2.warpAffine(image, matrix, (self.input_size[1], self.input_size[0]), flags=cv2.INTER_LINEAR)
         cat = self.layout.categories[inst.category_id]

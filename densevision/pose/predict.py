@@ -15,7 +15,7 @@ that the flip moves a stride-4 heatmap in this coordinate convention (heatmap x 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from densevision.data.images import ImageRecord, records_from_coco, records_from_folder
+from densevision.data.images import ImageRecord, load_image, records_from_coco, records_from_folder
 from densevision.data.jsonio import read_json
 from densevision.data.keypoints import (
     KeypointLayout,
@@ -123,17 +123,20 @@ def predict_keypoints(
     flip_test: bool = True,
     decode: str = "quarter",
     unbiased: bool = False,
+    image_loader: Callable[[ImageRecord], np.ndarray] = load_image,
 ) -> list[dict[str, Any]]:
     """COCO keypoint results (``image_id``, ``category_id``, ``keypoints`` [x, y, maxval] × K, ``score``, ``bbox``)
     of ``instances`` (their boxes; keypoints ignored) in their order; ``decode`` is "quarter" (the official
-    quarter-pixel rule) or "dark"; ``unbiased``: the network was trained on unbiased targets (flip shift 0.75)."""
+    quarter-pixel rule) or "dark"; ``unbiased``: the network was trained on unbiased targets (flip shift 0.75);
+    ``image_loader`` reads an instance's record as H×W×3 uint8 RGB (default: its file)."""
     if decode not in DECODERS:
         raise DenseVisionError(f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
     decoder = decode_dark if decode == "dark" else decode_heatmaps
     if model.num_joints != layout.num_joints:
         raise DenseVisionError(f"the network predicts {model.num_joints} joints, the categories have "
                                f"{layout.num_joints}")
-    dataset = TopDownDataset(instances, layout, input_size=model.input_size, heatmap_stride=model.heatmap_stride)
+    dataset = TopDownDataset(instances, layout, input_size=model.input_size, heatmap_stride=model.heatmap_stride,
+                             image_loader=image_loader)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     results: list[dict[str, Any]] = []
     was_training = model.training

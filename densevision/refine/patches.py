@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
@@ -200,11 +201,13 @@ def patch_chunks(
     min_area: int = 0,
     device: torch.device | str = "cpu",
     timer: Callable[[str], contextlib.AbstractContextManager] | None = None,
+    image_loader: Callable[[ImageRecord], np.ndarray] = load_image,
 ) -> Iterator[PatchChunk]:
     """The one loop from images to boundary patches: per ``(image record, keys, compressed RLEs)`` item, read
-    the image (size checked, errors naming json and image id), then per ``chunk`` instances decode the masks,
-    propose patches and crop image and mask patches, all on ``device``. Instances whose mask covers fewer than
-    ``min_area`` pixels get no patches (:func:`~densevision.refine.selection.select_instances`).
+    the image with ``image_loader`` (H×W×3 uint8; by default the record's file, its size checked, errors naming
+    json and image id), then per ``chunk`` instances decode the masks, propose patches and crop image and mask
+    patches, all on ``device``. Instances whose mask covers fewer than ``min_area`` pixels get no patches
+    (:func:`~densevision.refine.selection.select_instances`).
 
     ``timer(stage)``, if given, is entered around the ``"read"`` and ``"extract"`` work.
     """
@@ -212,7 +215,7 @@ def patch_chunks(
     for record, keys, rles in items:
         h, w = record.height, record.width
         with stage("read"):
-            image = torch.from_numpy(load_image(record)).to(device)[None]
+            image = torch.from_numpy(image_loader(record)).to(device)[None]
         for start in range(0, len(keys), chunk):
             with stage("extract"):
                 masks = decode_masks(rles[start:start + chunk], h, w).to(device)

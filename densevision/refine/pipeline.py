@@ -12,16 +12,17 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from densevision.data.coco import validate_coco
-from densevision.data.images import ImageRecord, record_from_entry
+from densevision.data.images import ImageRecord, load_image, record_from_entry
 from densevision.data.masks import encode_masks, rle_boxes
 from densevision.data.results import load_results
 from densevision.errors import DataError, DenseVisionError
@@ -101,6 +102,7 @@ def _chunks(
     min_area: int,
     device: torch.device,
     timer: _Timer,
+    image_loader: Callable[[ImageRecord], np.ndarray],
 ) -> Iterator[_Chunk]:
     by_image: dict[int, list[int]] = defaultdict(list)
     for position, r in enumerate(results):
@@ -108,7 +110,7 @@ def _chunks(
     items = ((records[image_id], positions, [results[p]["segmentation"] for p in positions])
              for image_id, positions in by_image.items())
     for c in patch_chunks(items, patch_size=patch_size, nms_iou=nms_iou, chunk=chunk, min_area=min_area,
-                          device=device, timer=timer):
+                          device=device, timer=timer, image_loader=image_loader):
         probs = torch.empty((len(c.boxes), patch_size, patch_size), device=device)
         yield _Chunk(c.keys, [results[p] for p in c.keys], c.masks, c.boxes, c.instance, c.images, c.coarse, probs)
 
@@ -163,6 +165,7 @@ def refine_results(
     progress: bool = True,
     stats: dict[str, float] | None = None,
     source: str = "images",
+    image_loader: Callable[[ImageRecord], np.ndarray] = load_image,
 ) -> list[dict[str, Any]]:
     """Refine the masks of a COCO results list with a BPR network.
 
@@ -182,6 +185,8 @@ def refine_results(
         progress: show a progress bar over detections.
         stats: if given, receives the seconds spent per stage (``read``, ``extract``, ``network``, ``merge``).
         source: the json the image entries come from, named in errors about them.
+        image_loader: reads an image entry's record as H×W×3 uint8 RGB (default: its file under ``image_root``,
+            size checked); an image held in memory needs no file.
 
     Returns:
         The refined results in input order: ``image_id``, ``category_id`` and ``score`` kept, ``segmentation``
@@ -202,7 +207,7 @@ def refine_results(
     timer = _Timer(stats, device)
     refined: list[dict[str, Any] | None] = [None] * len(checked)
     chunks = _chunks(records, checked, patch_size=model.patch_size, nms_iou=nms_iou, chunk=chunk,
-                     min_area=rule.min_area, device=device, timer=timer)
+                     min_area=rule.min_area, device=device, timer=timer, image_loader=image_loader)
     with tqdm(total=len(checked), desc="bpr refine", unit="inst", disable=not progress) as bar:
         for c in _batched(chunks, model, batch_size, timer):
             with timer("merge"):

@@ -45,6 +45,11 @@ def slide_inference(model: Segmenter, image: torch.Tensor, crop: Sequence[int], 
     return total / count
 
 
+def slide_stride(crop: Sequence[int], stride: Sequence[int] | None = None) -> list[int]:
+    """The window step of sliding-window inference: ``stride`` as given, else 2/3 of ``crop`` (H, W)."""
+    return [int(v) for v in stride] if stride is not None else [max(1, 2 * int(c) // 3) for c in crop]
+
+
 def input_shape(height: int, width: int, input_size: int | None) -> tuple[int, int]:
     """The size an ``height×width`` image runs at: its longer side rescaled to ``input_size`` (aspect kept;
     None: its own size)."""
