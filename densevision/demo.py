@@ -35,6 +35,7 @@ from densevision.errors import DenseVisionError
 from densevision.evaluation import evaluate, format_table
 from densevision.evaluation.semantic import SemanticEvaluator
 from densevision.evaluation.semantic import format_table as semantic_table
+from densevision.extras import require
 from densevision.io import atomic_open, save_torch, write_json
 from densevision.refine.config import RefineRuleConfig, RefineTrainConfig
 from densevision.refine.dataset import INDEX_FILE as PATCH_INDEX
@@ -492,6 +493,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, train: bool = False, q
              device: str = "auto", detector_input: int | None = None, progress: bool = True) -> dict[str, Any]:
     """``make demo``: the pipeline on the shipped weights, or on freshly trained ones (``train`` / ``quick``);
     ``detector_input`` overrides the recipe's inference size of the detector."""
+    require("matplotlib", "the demo's figures")
     recipe, seg = (QUICK_RECIPE, QUICK_SEG_RECIPE) if quick else (DemoRecipe(), SegDemoRecipe())
     if detector_input is not None:
         recipe = replace(recipe, detector_test_input=detector_input)
