@@ -26,6 +26,7 @@ def require(module: str, purpose: str) -> ModuleType:
     naming the extra when it cannot be imported."""
     package = module.partition(".")[0]
     try:
+        importlib.import_module(package)
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(missing_message(package, purpose)) from exc
