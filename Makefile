@@ -10,7 +10,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[onnx,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all,dev]"
 	@touch $(STAMP)
 
 # pytest exits 5 when it collected no test: that is a failure here too.

@@ -36,6 +36,7 @@ from densevision.errors import DenseVisionError
 from densevision.evaluation import evaluate, format_table
 from densevision.evaluation.semantic import SemanticEvaluator
 from densevision.evaluation.semantic import format_table as semantic_table
+from densevision.extras import require
 from densevision.io import atomic_open, save_torch, write_json
 from densevision.pose.config import PoseDataConfig, PoseNetConfig, PoseTrainConfig
 from densevision.pose.model import load_pose_model
@@ -624,6 +625,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", *, train: bool = False, q
              device: str = "auto", detector_input: int | None = None, progress: bool = True) -> dict[str, Any]:
     """``make demo``: the pipeline on the shipped weights, or on freshly trained ones (``train`` / ``quick``);
     ``detector_input`` overrides the recipe's inference size of the detector."""
+    require("matplotlib", "the demo's figures")
     recipe, seg, pose = ((QUICK_RECIPE, QUICK_SEG_RECIPE, QUICK_POSE_RECIPE) if quick
                          else (DemoRecipe(), SegDemoRecipe(), PoseDemoRecipe()))
     if detector_input is not None:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from densevision.errors import DenseVisionError
+from densevision.extras import require
 from densevision.io import atomic_open
 from densevision.models import create_model
 
@@ -41,6 +42,13 @@ class ExportReport:
     @property
     def max_abs_diff(self) -> float:
         return max(d for check in self.checked for d in check["max_abs_diff"].values())
+
+
+def require_onnx() -> None:
+    """Stop before any work when onnx (the exporter's serialiser) or onnxruntime (the check) is missing, with
+    one line naming the ``densevision[onnx]`` extra."""
+    require("onnx", "ONNX export")
+    require("onnxruntime", "ONNX export (checked with ONNX Runtime)")
 
 
 def _outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -83,8 +91,7 @@ def check_with_onnxruntime(
     any output differs by more than ``atol × max(1, max |PyTorch output|)`` (absolute for outputs within ±1,
     relative for larger ones, whose fp32 rounding grows with their scale). Returns the per-input, per-output
     max abs differences."""
-    import onnxruntime
-
+    onnxruntime = require("onnxruntime", "the ONNX Runtime check")
     session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     checks = []
@@ -139,6 +146,7 @@ def export_onnx(
     """
     if not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
         raise DenseVisionError(f"{name}: opset {opset} is not supported (use {OPSET_RANGE[0]}..{OPSET_RANGE[1]})")
+    require_onnx()
     model = create_model(
         name, pretrained=checkpoint, num_classes=num_classes, features_only=features,
         trust_checkpoint=trust_checkpoint, **overrides,
@@ -181,6 +189,7 @@ def export_segmenter(
     Traced at ``size``, checked with ONNX Runtime at two other sizes; written only when both agree."""
     from densevision.segmentation.model import load_segmenter
 
+    require_onnx()
     model = load_segmenter(checkpoint, trust_checkpoint=trust_checkpoint)
     h, w = size
     if h < 32 or w < 32:

@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from densevision.data.images import read_image
 from densevision.data.masks import annotation_to_mask
+from densevision.extras import require
 from densevision.io import atomic_open
 from densevision.viz import draw_coco_results
 
-GT_COLOUR, COARSE_COLOUR, REFINED_COLOUR = (0, 200, 0), (230, 30, 30), (30, 120, 255)
+# Close-up contour styles, drawn in this order: the ground truth last and dashed, so a refined line lying on it
+# still shows between the dashes.
+CONTOUR_STYLES = {
+    "coarse": {"colors": "#e6261f", "linewidths": 1.6, "linestyles": "solid"},
+    "refined": {"colors": "#1e78ff", "linewidths": 1.6, "linestyles": "solid"},
+    "ground truth": {"colors": "#00e640", "linewidths": 2.2, "linestyles": "dashed"},
+}
 IOU_TYPE_NAMES = {"bbox": "bbox", "segm": "segm", "boundary": "Boundary"}
 
 
@@ -48,57 +55,88 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
-def _contours(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], scale: int) -> None:
-    big = cv2.resize(mask.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    contours, _ = cv2.findContours(big, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(canvas, contours, -1, colour, 1)
+def closeup_window(coarse: np.ndarray, refined: np.ndarray, crop: int) -> tuple[int, int, int]:
+    """The ``crop``×``crop`` window (clipped to the H×W masks) holding the most pixels that refinement changed:
+    returns its top-left ``(y0, x0)`` and that pixel count. Where the change is, both contours differ visibly."""
+    changed = np.pad((coarse != refined).astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    ch, cw = min(crop, coarse.shape[0]), min(crop, coarse.shape[1])
+    counts = changed[ch:, cw:] - changed[:-ch, cw:] - changed[ch:, :-cw] + changed[:-ch, :-cw]
+    y0, x0 = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    return int(y0), int(x0), int(counts[y0, x0])
+
+
+@dataclass
+class Closeup:
+    """One close-up: the ``image`` crop (h×w×3 uint8) and the ground-truth, coarse and refined masks over it
+    (h×w bool); ``changed`` pixels differ between coarse and refined, ``gain`` more pixels agree with the ground
+    truth after refinement (negative: fewer)."""
+
+    image_id: int
+    image: np.ndarray
+    masks: dict[str, np.ndarray]
+    changed: int
+    gain: int
+
+    @property
+    def title(self) -> str:
+        return f"image {self.image_id}: {self.changed} px changed, {self.gain:+d} px correct"
 
 
 def boundary_closeups(gt: Mapping[str, Any], image_root: str | os.PathLike, coarse: Sequence[Mapping],
-                      refined: Sequence[Mapping], *, count: int = 6, zoom: int = 3, crop: int = 80,
-                      score_thr: float = 0.3) -> list[tuple[str, np.ndarray]]:
-    """Close-ups (``zoom``× enlarged ``crop``-pixel windows centred on the coarse boundary where refinement
-    changed it) of the detections whose pixels improved most, with the ground truth (green), coarse (red) and
-    refined (blue) contours; returns ``(title, H×W×3 uint8)`` panels."""
+                      refined: Sequence[Mapping], *, count: int = 6, crop: int = 80, score_thr: float = 0.3,
+                      min_iou: float = 0.5) -> list[Closeup]:
+    """Close-ups of true detections (scoring at least ``score_thr``, coarse mask IoU at least ``min_iou`` with a
+    ground-truth instance of their category, which the close-up shows) where refinement changed the most pixels
+    within one ``crop``-pixel window (:func:`closeup_window`), most changed first; at most ``count``."""
     images = {img["id"]: img for img in gt["images"]}
     anns_by_image: dict[int, list[Mapping]] = {}
     for ann in gt["annotations"]:
         anns_by_image.setdefault(ann["image_id"], []).append(ann)
     candidates = []
-    for k, (c, r) in enumerate(zip(coarse, refined, strict=True)):
+    for c, r in zip(coarse, refined, strict=True):
         if c["score"] < score_thr:
             continue
         info = images[c["image_id"]]
         cm = mask_utils.decode(c["segmentation"]).astype(bool)
         rm = mask_utils.decode(r["segmentation"]).astype(bool)
-        changed = cm ^ rm
-        if not changed.any():
-            continue
         gts = [annotation_to_mask(a["segmentation"], info["height"], info["width"]).astype(bool)
                for a in anns_by_image.get(c["image_id"], []) if a["category_id"] == c["category_id"]]
-        if not gts:
+        if not gts or not (cm != rm).any():
             continue
         g = max(gts, key=lambda m: _mask_iou(m, cm))
-        gain = int((rm == g).sum()) - int((cm == g).sum())
-        edge = cm & ~cv2.erode(cm.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        ys, xs = np.nonzero(changed & cv2.dilate(edge.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool))
-        if len(ys) == 0:
+        if _mask_iou(g, cm) < min_iou:
             continue
-        candidates.append((gain, k, int(np.median(ys)), int(np.median(xs)), g, cm, rm))
-    candidates.sort(key=lambda t: -t[0])
-    panels = []
-    for gain, k, cy, cx, g, cm, rm in candidates[:count]:
-        info = images[coarse[k]["image_id"]]
-        image = read_image(Path(image_root) / info["file_name"])
-        h, w = g.shape
-        y0 = int(np.clip(cy - crop // 2, 0, max(h - crop, 0)))
-        x0 = int(np.clip(cx - crop // 2, 0, max(w - crop, 0)))
+        y0, x0, changed = closeup_window(cm, rm, crop)
         window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
-        canvas = cv2.resize(image[window], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
-        for mask, colour in ((g, GT_COLOUR), (cm, COARSE_COLOUR), (rm, REFINED_COLOUR)):
-            _contours(canvas, mask[window], colour, zoom)
-        panels.append((f"image {info['id']}: {gain:+d} px correct", canvas))
-    return panels
+        gain = int((rm[window] == g[window]).sum()) - int((cm[window] == g[window]).sum())
+        masks = {"coarse": cm[window], "refined": rm[window], "ground truth": g[window]}
+        candidates.append((changed, gain, info, window, masks))
+    candidates.sort(key=lambda t: (-t[0], -t[1]))
+    closeups = []
+    for changed, gain, info, window, masks in candidates[:count]:
+        image = read_image(Path(image_root) / info["file_name"])[window]
+        closeups.append(Closeup(image_id=info["id"], image=image, masks=masks, changed=changed, gain=gain))
+    return closeups
+
+
+def draw_closeup(ax: Any, closeup: Closeup) -> None:
+    """Show ``closeup`` on a matplotlib axes: the crop with the coarse, refined and (last, dashed) ground-truth
+    contours, and a legend of the three below it."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patheffects import withStroke
+
+    ax.imshow(closeup.image, interpolation="nearest")
+    for name, style in CONTOUR_STYLES.items():
+        mask = closeup.masks[name]
+        if mask.any() and not mask.all():  # a contour exists
+            halo = [withStroke(linewidth=style["linewidths"] + 1.5, foreground="black", alpha=0.6)]
+            ax.contour(mask.astype(np.float32), levels=[0.5], path_effects=halo, **style)
+    handles = [Line2D([], [], color=s["colors"], linewidth=s["linewidths"], linestyle=s["linestyles"], label=name)
+               for name, s in CONTOUR_STYLES.items()]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=7, frameon=False,
+              handlelength=2.5)
+    ax.set_title(closeup.title, fontsize=8)
+    ax.axis("off")
 
 
 def write_demo_figures(path: str | os.PathLike, gt: Mapping[str, Any], image_root: str | os.PathLike,
@@ -106,8 +144,9 @@ def write_demo_figures(path: str | os.PathLike, gt: Mapping[str, Any], image_roo
                        samples: int = 2, score_thr: float = 0.3,
                        loss_history: Sequence[Mapping[str, float]] = ()) -> Path:
     """One PNG: for ``samples`` images, ground truth / coarse / refined overlays (detections scoring at least
-    ``score_thr``); boundary close-ups (green ground truth, red coarse, blue refined); and the detector's
-    evaluation curve when given."""
+    ``score_thr``); boundary close-ups (:func:`boundary_closeups`, drawn by :func:`draw_closeup`); and the
+    detector's evaluation curve when given."""
+    require("matplotlib", "the demo figure")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -140,11 +179,8 @@ def write_demo_figures(path: str | os.PathLike, gt: Mapping[str, Any], image_roo
             ax.set_title(title, fontsize=9)
             ax.axis("off")
             index += 1
-    for title, image in closeups:
-        ax = fig.add_subplot(nrows, ncols, index)
-        ax.imshow(image)
-        ax.set_title(title + " (green GT, red coarse, blue refined)", fontsize=7)
-        ax.axis("off")
+    for closeup in closeups:
+        draw_closeup(fig.add_subplot(nrows, ncols, index), closeup)
         index += 1
     if curve:
         ax = fig.add_subplot(nrows, 1, nrows)
@@ -170,6 +206,7 @@ def _rle(ann: Mapping[str, Any], info: Mapping[str, Any]) -> dict:
 def write_semantic_figure(path: str | os.PathLike, samples: Sequence[tuple[Path, Path, Path]]) -> Path:
     """One PNG with a row per ``(image, ground-truth label map, predicted label map)`` file triple: the image,
     then both label maps in the label files' palette colours (VOC; 255 = ignore)."""
+    require("matplotlib", "the semantic figure")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from PIL import Image

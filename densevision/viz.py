@@ -13,6 +13,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
+from densevision.extras import require
 from densevision.io import atomic_open
 
 Color = tuple[int, int, int]
@@ -110,8 +111,7 @@ def save_figure(
     dpi: int = 100,
 ) -> None:
     """Save titled images in a grid of ``ncols`` columns as one PNG (e.g. coarse vs refined masks)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "save_figure")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -6,8 +6,9 @@ The trainer runs its hooks after each step in this order:
 2. :class:`EvalHook`         every ``every`` iterations and at the end: ``trainer.evaluate()``;
 3. :class:`BestMetricHook`   keeps the best value of one evaluation metric (``trainer.best``);
 4. the caller's hooks;
-5. :class:`LoggingHook`      progress bar, TensorBoard scalars, ``metrics.json``, ``loss_curve.png``;
-6. :class:`CheckpointHook`   ``iter_*.pt`` and ``last.pt`` periodically, ``best.pt`` when the best improved.
+5. :class:`LoggingHook`      progress bar, ``log.txt``, TensorBoard scalars, ``metrics.json``, ``loss_curve.png``;
+6. :class:`CheckpointHook`   ``iter_*.pt`` and ``last.pt`` periodically, ``best.pt`` when the best improved (one
+                             line of ``log.txt`` each time).
 
 A hook adds its own per-iteration scalars with ``trainer.put_scalar(name, value)`` before the logging hook
 records the iteration. A hook with state that must survive a restart returns it from ``state_dict`` (tensors
@@ -105,7 +106,7 @@ class BestMetricHook(HookBase):
 
 class LoggingHook(HookBase):
     """Feeds each step's scalars to the trainer's :class:`~densevision.engine.TrainingLogger`; writes the
-    summary files every ``summary_every`` iterations and at the end."""
+    summary files every ``summary_every`` iterations and at the end, where it also logs the run's last line."""
 
     def __init__(self, summary_every: int) -> None:
         self.summary_every = summary_every
@@ -120,8 +121,10 @@ class LoggingHook(HookBase):
             trainer.logger.write_summary()
 
     def after_train(self) -> None:
-        self.trainer.logger.write_summary()
-        self.trainer.logger.close()
+        trainer = self.trainer
+        trainer.logger.write_summary()
+        trainer.logger.log_end(metrics=trainer.metrics, best=trainer.best)
+        trainer.logger.close()
 
     def state_dict(self) -> dict[str, Any]:
         return self.trainer.logger.state_dict()
@@ -143,4 +146,8 @@ class CheckpointHook(HookBase):
         periodic = every(done, self.every, trainer.max_iters)
         best = trainer.best is not None and trainer.best["iteration"] == done
         if trainer.is_main and (periodic or best):
-            trainer.checkpointer.save(trainer.state_dict(), done, last=periodic, best=best)
+            checkpointer = trainer.checkpointer
+            path = checkpointer.save(trainer.state_dict(), done, last=periodic, best=best)
+            names = [path.name] if not periodic else [
+                path.name, checkpointer.last_path.name, *([checkpointer.best_path.name] if best else [])]
+            trainer.logger.log(f"[iter {done}/{trainer.max_iters}] checkpoint: {', '.join(names)}", echo="no_bar")

@@ -29,7 +29,9 @@ and only rank 0 writes files. The evaluator runs on every rank (shard the data w
 merge with ``gather_results``); rank 0's metrics are broadcast to all ranks.
 
 Files in ``run_dir``: ``config.yaml`` (resolved configuration), checkpoints (see
-:mod:`densevision.engine.checkpoint`), ``metrics.json``, ``loss_curve.png``, ``tensorboard/``.
+:mod:`densevision.engine.checkpoint`), ``log.txt`` (the plain-text log: loss windows, evaluations, checkpoints, the
+end of the run or the error that stopped it), ``metrics.json``, ``loss_curve.png``, ``tensorboard/`` (without
+the ``tensorboard`` package: skipped, with one line in the log).
 """
 
 from __future__ import annotations
@@ -300,6 +302,9 @@ class Trainer:
                 self.run_step()
                 for hook in self.hooks:
                     hook.after_step()
+        except BaseException as exc:
+            self.logger.log(f"stopped: {str(exc) or type(exc).__name__}", echo="never")
+            raise
         finally:
             self._batches = None
             for hook in self.hooks:
