@@ -152,6 +152,7 @@ def _patches(args: argparse.Namespace) -> int:
     dataset = load_coco(ann)
     results: Any = _detector_results(args, ann, images) if args.checkpoint is not None else args.results
     index = build_patch_dataset(dataset, images, results, args.out, shard_size=args.shard_size,
+                                progress=not args.no_progress,
                                 **_given(patch_size=args.patch_size, nms_iou=args.nms_iou, match_iou=args.match_iou))
     print(f"{args.out}: {index['patches']} patches of {index['instances']} matched instances "
           f"({index['detections']} detections, {index['images']} images) in {len(index['shards'])} shard(s)")
