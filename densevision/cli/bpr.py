@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     refine = sub.add_parser(
         "refine", help="refine the masks of a COCO results file",
-        description="Refine every instance mask of a COCO results file (polygon or RLE) with a trained BPR "
-                    "network. The detector's boxes, scores and categories are kept (--boxes from-mask recomputes "
-                    "boxes), instances smaller than --min-area pixels keep their coarse mask, and pixels where "
-                    "the refiner is unsure (within --margin of 0.5) keep their coarse value; these defaults were "
-                    "chosen on a tuning split (benchmarks/bpr_refine_rule.py). No ground truth is needed: the "
+        description="Refine the instance masks of a COCO results file (polygon or RLE) with a trained BPR "
+                    "network. Every detection is written out; the detector's boxes, scores and categories are kept "
+                    "(--boxes from-mask recomputes boxes). Detections scoring below --score-thr, beyond the --top-k "
+                    "highest-scoring of their image, or whose coarse mask covers fewer than --min-area pixels keep "
+                    "their coarse mask (and cost no time), and pixels where the refiner is unsure (within --margin "
+                    "of 0.5) keep their coarse value; the area and margin defaults were chosen on a tuning split "
+                    "(benchmarks/bpr_refine_rule.py). No ground truth is needed: the "
                     "images come from --ann, else from RES.images.json beside --results (what `densevision "
                     "detect predict` writes without --ann). With --upper-bound nothing is refined: the pixels "
                     "within 1 / 2 / 3 px of each matched detection's boundary take the ground truth of --ann, "
@@ -149,6 +152,7 @@ def _patches(args: argparse.Namespace) -> int:
     dataset = load_coco(ann)
     results: Any = _detector_results(args, ann, images) if args.checkpoint is not None else args.results
     index = build_patch_dataset(dataset, images, results, args.out, shard_size=args.shard_size,
+                                progress=not args.no_progress,
                                 **_given(patch_size=args.patch_size, nms_iou=args.nms_iou, match_iou=args.match_iou))
     print(f"{args.out}: {index['patches']} patches of {index['instances']} matched instances "
           f"({index['detections']} detections, {index['images']} images) in {len(index['shards'])} shard(s)")
@@ -185,6 +189,15 @@ def _image_list(args: argparse.Namespace) -> tuple[list[dict], str]:
     return images, str(source)
 
 
+def _refine_summary(counts: Counter[str], rule: RefineRuleConfig) -> str:
+    """``N instances, R refined, S kept coarse (why)`` of a ``refine_results`` count."""
+    why = {"score": f"scoring below {rule.score_thr:g}", "top_k": f"beyond the top {rule.top_k} of their image",
+           "area": f"under {rule.min_area} px"}
+    kept = [f"{counts[reason]} {text}" for reason, text in why.items() if counts[reason]]
+    text = f"{counts.total()} instances, {counts['refined']} refined"
+    return f"{text}, {counts.total() - counts['refined']} kept coarse ({', '.join(kept)})" if kept else text
+
+
 def _refine(args: argparse.Namespace) -> int:
     if args.upper_bound:
         return _upper_bound(args)
@@ -192,19 +205,23 @@ def _refine(args: argparse.Namespace) -> int:
     from densevision.io import check_outputs, write_json
     from densevision.refine.network import load_refine_net
     from densevision.refine.pipeline import refine_results
+    from densevision.refine.selection import check_rule
 
     if args.checkpoint is None or args.images is None:
         raise DenseVisionError("--checkpoint and --images are required (unless --upper-bound)")
+    rule = config_from_args(args, RefineRuleConfig)
+    check_rule(rule)
     check_outputs({"--out": args.out}, {"--ann": args.ann, "--images": args.images, "--results": args.results,
                                         "--checkpoint": args.checkpoint})
     images, source = _image_list(args)
     device = resolve_device(args.device)
     model = load_refine_net(args.checkpoint, trust_checkpoint=args.trust_checkpoint)
+    counts: Counter[str] = Counter()
     refined = refine_results(images, args.images, args.results, model, batch_size=args.batch_size, device=device,
-                             rule=config_from_args(args, RefineRuleConfig), progress=not args.no_progress,
-                             source=source, **_given(nms_iou=args.nms_iou))
+                             rule=rule, progress=not args.no_progress, counts=counts, source=source,
+                             **_given(nms_iou=args.nms_iou))
     write_json(args.out, refined, indent=None)
-    print(f"{args.out}: {len(refined)} refined instances")
+    print(f"{args.out}: {_refine_summary(counts, rule)}")
     return 0
 
 

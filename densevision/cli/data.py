@@ -19,6 +19,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int_at_least(MIN_SYNTH_SIZE), default=512,
                         help=f"image side in pixels, at least {MIN_SYNTH_SIZE} (default 512)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write over a data set already in OUT (by default that is refused)")
     add_progress_argument(parser)
 
 
@@ -45,7 +47,7 @@ def run_synth(args: argparse.Namespace) -> int:
         raise DenseVisionError("give the output folder once: `data synth OUT` or `data synth --out OUT`")
     out = args.out_dir if args.out_flag is None else args.out_flag
     check_outputs({"OUT": out}, {}, folders=("OUT",))
-    paths = generate(out, train=args.train, val=args.val, size=args.size, seed=args.seed,
+    paths = generate(out, train=args.train, val=args.val, size=args.size, seed=args.seed, overwrite=args.overwrite,
                      progress=not args.no_progress)
     for split, path in paths.items():
         print(f"{split}: {path}")

@@ -152,8 +152,10 @@ def rle_boxes(rles: Sequence[dict]) -> list[list[float]]:
 
 
 def rle_areas(rles: Sequence[dict]) -> list[int]:
-    """Foreground pixel counts of compressed RLEs."""
-    return mask_utils.area(list(rles)).tolist() if rles else []
+    """Foreground pixel counts of compressed RLEs (asked 255 at a time: pycocotools' ``area`` holds the count in
+    a uint8, which NumPy 2 refuses to overflow)."""
+    rles = list(rles)
+    return [a for start in range(0, len(rles), 255) for a in mask_utils.area(rles[start:start + 255]).tolist()]
 
 
 def rle_ious(dt: Sequence[dict], gt: Sequence[dict]) -> np.ndarray:

@@ -93,15 +93,18 @@ def load_results(
     category_ids: Collection[int] | None = None,
     keys: Sequence[str] = RESULT_KEYS,
     optional: Sequence[str] = (),
+    source: str | None = None,
 ) -> list[dict[str, Any]]:
     """Validated copies of COCO results (a json path or a list), segmentations as compressed RLE.
 
     Each result needs the ``image_id`` of one of ``images`` (``{id: {"height", "width", ...}}``, already
     validated), a ``category_id`` of ``category_ids`` (any integer when None), a finite ``score`` and the
     geometry ``keys`` (``bbox`` and/or ``segmentation``; ``optional`` ones are checked and kept where present);
-    anything else raises a one-line ``DataError`` naming the file and the result's index.
+    anything else raises a one-line ``DataError`` naming the file (``source``, default the path or "results")
+    and the result's index.
     """
-    source = str(results) if isinstance(results, (str, os.PathLike)) else "results"
+    if source is None:
+        source = str(results) if isinstance(results, (str, os.PathLike)) else "results"
     if isinstance(results, (str, os.PathLike)):
         results = read_json(results)
     if not isinstance(results, list):

@@ -15,6 +15,7 @@ the image shows but the annotations leave out.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from densevision.data.labelmaps import IGNORE_INDEX, write_classes, write_label_map
+from densevision.errors import DenseVisionError
 from densevision.io import atomic_open, write_json
 
 CATEGORIES = [
@@ -291,10 +293,32 @@ def generate_split(out_dir: str | os.PathLike, split: str, count: int, *, size: 
     return ann_path
 
 
+def existing_outputs(out_dir: str | os.PathLike, splits: Sequence[str]) -> list[str]:
+    """What writing ``splits`` with label maps into ``out_dir`` would overwrite: their annotation files, their
+    image and label folders where those hold files, and ``classes.json`` (paths relative to ``out_dir``)."""
+    out_dir = Path(out_dir)
+    found = [f"annotations/instances_{s}.json" for s in splits
+             if (out_dir / "annotations" / f"instances_{s}.json").exists()]
+    for folder in [*splits, *(f"labels/{s}" for s in splits)]:
+        if (out_dir / folder).is_dir() and any((out_dir / folder).iterdir()):
+            found.append(f"{folder}/")
+    if splits and (out_dir / "classes.json").exists():
+        found.append("classes.json")
+    return found
+
+
 def generate(out_dir: str | os.PathLike, *, train: int = 200, val: int = 50, size: int = 512, seed: int = 0,
-             progress: bool = True) -> dict[str, Path]:
+             overwrite: bool = False, progress: bool = True) -> dict[str, Path]:
     """Write the train and val splits with their semantic label maps; returns ``{split: annotation json path}``
-    (splits with 0 images skipped)."""
-    counts = {"train": train, "val": val}
+    (splits with 0 images skipped).
+
+    A data set already in ``out_dir`` (:func:`existing_outputs`) is refused unless ``overwrite``, which writes
+    over its files (images beyond the new counts stay, unlisted).
+    """
+    counts = {s: n for s, n in {"train": train, "val": val}.items() if n > 0}
+    found = existing_outputs(out_dir, list(counts))
+    if found and not overwrite:
+        raise DenseVisionError(f"{out_dir} already holds a data set ({', '.join(found)}); choose another folder "
+                               "or pass --overwrite to write over it")
     return {s: generate_split(out_dir, s, n, size=size, seed=seed, labels=True, progress=progress)
-            for s, n in counts.items() if n > 0}
+            for s, n in counts.items()}

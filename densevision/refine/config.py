@@ -44,6 +44,11 @@ class RefineRuleConfig:
 
     boxes: Literal["keep", "from-mask"] = field(default="keep", metadata={
         "help": "keep the detector's boxes and scores, or recompute boxes from the refined masks"})
+    score_thr: float = field(default=0.0, metadata={
+        "help": "detections scoring below this keep their coarse mask"})
+    top_k: int | None = field(default=None, metadata={
+        "help": "refine at most this many highest-scoring detections per image, the others keep their coarse "
+                "mask (None: no limit)"})
     min_area: int = field(default=48 * 48, metadata={
         "help": "instances whose coarse mask covers fewer pixels keep it (0 refines all)"})
     margin: float = field(default=0.1, metadata={

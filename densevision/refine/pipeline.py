@@ -1,17 +1,18 @@
 """Refining a COCO results list end to end, in memory: proposals, network, merge.
 
-Images are read one at a time and their detections decoded a few at a time (``chunk``); the patches of all
-instances of all images form one stream that the network sees in full batches of ``batch_size``; an
-instance chunk is merged and encoded as soon as its last patch is predicted. Memory therefore depends on the
-batch size and the chunk size, not on the number of instances or images. Proposals, cropping and merging run
-on ``device``.
+The refinement rule (:mod:`densevision.refine.selection`) first picks the detections to refine; the others are
+passed through with their coarse masks, never decoded. Images are read one at a time and their detections
+decoded a few at a time (``chunk``); the patches of all instances of all images form one stream that the network
+sees in full batches of ``batch_size``; an instance chunk is merged and encoded as soon as its last patch is
+predicted. Memory therefore depends on the batch size and the chunk size, not on the number of instances or
+images. Proposals, cropping and merging run on ``device``.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from densevision.errors import DataError, DenseVisionError
 from densevision.refine.config import RefineRuleConfig
 from densevision.refine.network import RefineNet
 from densevision.refine.patches import DEFAULT_NMS_IOU, patch_chunks
-from densevision.refine.selection import check_rule, keep_detection_boxes, merge_with_margin
+from densevision.refine.selection import check_rule, keep_detection_boxes, merge_with_margin, skip_reasons
 
 STAGES = ("read", "extract", "network", "merge")
 
@@ -95,22 +96,23 @@ def check_results(
 def _chunks(
     records: dict[int, ImageRecord],
     results: list[dict],
+    selected: list[int],
     *,
     patch_size: int,
     nms_iou: float,
     chunk: int,
-    min_area: int,
     device: torch.device,
     timer: _Timer,
     image_loader: Callable[[ImageRecord], np.ndarray],
 ) -> Iterator[_Chunk]:
+    """The patch chunks of the ``selected`` positions of ``results``, image by image."""
     by_image: dict[int, list[int]] = defaultdict(list)
-    for position, r in enumerate(results):
-        by_image[r["image_id"]].append(position)
+    for position in selected:
+        by_image[results[position]["image_id"]].append(position)
     items = ((records[image_id], positions, [results[p]["segmentation"] for p in positions])
              for image_id, positions in by_image.items())
-    for c in patch_chunks(items, patch_size=patch_size, nms_iou=nms_iou, chunk=chunk, min_area=min_area,
-                          device=device, timer=timer, image_loader=image_loader):
+    for c in patch_chunks(items, patch_size=patch_size, nms_iou=nms_iou, chunk=chunk, device=device, timer=timer,
+                          image_loader=image_loader):
         probs = torch.empty((len(c.boxes), patch_size, patch_size), device=device)
         yield _Chunk(c.keys, [results[p] for p in c.keys], c.masks, c.boxes, c.instance, c.images, c.coarse, probs)
 
@@ -151,6 +153,16 @@ def _batched(chunks: Iterator[_Chunk], model: RefineNet, batch_size: int, timer:
         yield from _predict(model, parts, timer)
 
 
+def _outputs(results: list[dict], rles: list[dict], boxes: str) -> list[dict[str, Any]]:
+    """Output entries of ``results`` with the masks ``rles`` (compressed RLE, ``counts`` as str or bytes);
+    ``bbox`` the detection's own with ``boxes == "keep"``, else the mask's."""
+    rles = [{"size": rle["size"], "counts": rle["counts"] if isinstance(rle["counts"], str)
+             else rle["counts"].decode("ascii")} for rle in rles]
+    entries = [{"image_id": r["image_id"], "category_id": r["category_id"], "score": r["score"],
+                "segmentation": rle, "bbox": box} for r, rle, box in zip(results, rles, rle_boxes(rles), strict=True)]
+    return keep_detection_boxes(results, entries) if boxes == "keep" else entries
+
+
 def refine_results(
     images: Sequence[dict],
     image_root: str | os.PathLike,
@@ -164,6 +176,7 @@ def refine_results(
     chunk: int = 16,
     progress: bool = True,
     stats: dict[str, float] | None = None,
+    counts: Counter[str] | None = None,
     source: str = "images",
     image_loader: Callable[[ImageRecord], np.ndarray] = load_image,
 ) -> list[dict[str, Any]]:
@@ -178,12 +191,15 @@ def refine_results(
             ``patch_size`` is used. It is moved to ``device`` and put in eval mode.
         nms_iou: patch proposal NMS threshold (0.25 for COCO-like data, 0.55 in BPR's Cityscapes setting).
         rule: what is refined and kept (default :class:`~densevision.refine.config.RefineRuleConfig`: the
-            detector's boxes and scores kept, instances under 48² coarse pixels left alone, margin 0.1).
+            detector's boxes and scores kept, every score and any number per image, instances under 48² coarse
+            pixels left alone, margin 0.1). Detections the rule skips keep their coarse mask.
         batch_size: patches per network batch (bounds the device memory).
         device: where proposals, the network and the merge run.
         chunk: detections decoded and merged together.
         progress: show a progress bar over detections.
         stats: if given, receives the seconds spent per stage (``read``, ``extract``, ``network``, ``merge``).
+        counts: if given, receives how many detections were ``refined`` and how many were skipped per reason
+            (:data:`~densevision.refine.selection.SKIP_REASONS`; only reasons that occurred).
         source: the json the image entries come from, named in errors about them.
         image_loader: reads an image entry's record as H×W×3 uint8 RGB (default: its file under ``image_root``,
             size checked); an image held in memory needs no file.
@@ -205,19 +221,22 @@ def refine_results(
     device = torch.device(device)
     model = model.to(device).eval()
     timer = _Timer(stats, device)
+    reasons = skip_reasons(checked, rule)
+    if counts is not None:
+        counts.update(reason or "refined" for reason in reasons)
+    selected = [p for p, reason in enumerate(reasons) if reason is None]
+    skipped = [p for p, reason in enumerate(reasons) if reason is not None]
     refined: list[dict[str, Any] | None] = [None] * len(checked)
-    chunks = _chunks(records, checked, patch_size=model.patch_size, nms_iou=nms_iou, chunk=chunk,
-                     min_area=rule.min_area, device=device, timer=timer, image_loader=image_loader)
-    with tqdm(total=len(checked), desc="bpr refine", unit="inst", disable=not progress) as bar:
+    kept = [checked[p] for p in skipped]
+    for position, entry in zip(skipped, _outputs(kept, [r["segmentation"] for r in kept], rule.boxes), strict=True):
+        refined[position] = entry
+    chunks = _chunks(records, checked, selected, patch_size=model.patch_size, nms_iou=nms_iou, chunk=chunk,
+                     device=device, timer=timer, image_loader=image_loader)
+    with tqdm(total=len(selected), desc="bpr refine", unit="inst", disable=not progress) as bar:
         for c in _batched(chunks, model, batch_size, timer):
             with timer("merge"):
                 masks = merge_with_margin(c.masks, c.probs, c.boxes, c.instance, rule.margin)
-                rles = encode_masks(masks)
-                entries = [{"image_id": r["image_id"], "category_id": r["category_id"], "score": r["score"],
-                            "segmentation": rle, "bbox": box}
-                           for r, rle, box in zip(c.results, rles, rle_boxes(rles), strict=True)]
-                if rule.boxes == "keep":
-                    entries = keep_detection_boxes(c.results, entries)
+                entries = _outputs(c.results, encode_masks(masks), rule.boxes)
             for position, entry in zip(c.positions, entries, strict=True):
                 refined[position] = entry
             bar.update(len(c.positions))

@@ -4,10 +4,13 @@ Refinement must not make a detector's output worse, so:
 
 * **Boxes and scores** stay the detector's (:func:`keep_detection_boxes`); recomputing each box from its refined
   mask (``--boxes from-mask``) moves boxes the detector placed well and costs bbox AP.
+* **Low-scoring detections** keep their coarse mask (:func:`skip_reasons`): those scoring below ``score_thr``
+  and those beyond the ``top_k`` highest-scoring of their image. They matter least to AP and are often most of a
+  results file (a detector's 0.05-score tail), so leaving them alone saves most of the network's time.
 * **Small instances** keep their coarse mask (:func:`select_instances`): around an object whose coarse mask
   covers fewer than ``min_area`` pixels a 64 px patch is mostly context, and the refiner makes such masks worse.
-  An instance that is not selected gets no patches (:func:`select_patches`), which both saves the network's time
-  and leaves its coarse mask untouched in the merge.
+  An instance that is not selected is never decoded nor given patches (:func:`select_patches` drops the patches
+  of unselected instances where they exist), so its coarse mask is passed through untouched.
 * **Uncertain pixels** may keep their coarse value (:func:`merge_with_margin`): a covered pixel takes the
   refiner's decision only where the patches' averaged probability is more than ``margin`` away from 0.5.
 
@@ -22,25 +25,68 @@ Boundary AP; refining every instance lowered segm AP50 by 2.68 and APs by 1.53 t
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from pycocotools import mask as mask_utils
 
+from densevision.data.masks import rle_areas
 from densevision.errors import DenseVisionError
 from densevision.refine.config import RefineRuleConfig
 from densevision.refine.merge import merge_patches
 
+SKIP_REASONS = ("score", "top_k", "area")
+"""Why a detection keeps its coarse mask, in the order :func:`skip_reasons` applies them."""
+
 
 def check_rule(rule: RefineRuleConfig) -> None:
-    """Refuse a rule with an unknown box mode, a negative minimum area or a margin outside [0, 0.5]."""
+    """Refuse a rule with an unknown box mode, a score threshold that is not a finite number, a top-k below 1,
+    a negative minimum area or a margin outside [0, 0.5]."""
     if rule.boxes not in ("keep", "from-mask"):
         raise DenseVisionError(f"box mode must be keep or from-mask, got {rule.boxes!r}")
+    if not math.isfinite(rule.score_thr):
+        raise DenseVisionError(f"score threshold must be a finite number, got {rule.score_thr}")
+    if rule.top_k is not None and rule.top_k < 1:
+        raise DenseVisionError(f"top-k must be at least 1 (leave it unset to refine any number), got {rule.top_k}")
     if rule.min_area < 0:
         raise DenseVisionError(f"minimum refined area must be >= 0 pixels, got {rule.min_area}")
     if not 0.0 <= rule.margin <= 0.5:
         raise DenseVisionError(f"refinement margin must be in [0, 0.5], got {rule.margin}")
+
+
+def skip_reasons(results: Sequence[Mapping[str, Any]], rule: RefineRuleConfig) -> list[str | None]:
+    """Per detection, why it keeps its coarse mask (one of :data:`SKIP_REASONS`), None for those refined.
+
+    The reasons apply in order: a score below ``rule.score_thr`` (``"score"``); not among the ``rule.top_k``
+    highest-scoring detections of its image (``"top_k"``; ties keep the earlier detection); a coarse mask of
+    fewer than ``rule.min_area`` pixels (``"area"``, :func:`select_instances`).
+
+    Args:
+        results: N detections with ``image_id``, ``score`` and ``segmentation`` as compressed RLE.
+        rule: a rule that passed :func:`check_rule`.
+
+    Returns:
+        N reasons, in the order of ``results``.
+    """
+    reasons: list[str | None] = [None if r["score"] >= rule.score_thr else "score" for r in results]
+    if rule.top_k is not None:
+        by_image: dict[int, list[int]] = defaultdict(list)
+        for i, r in enumerate(results):
+            if reasons[i] is None:
+                by_image[r["image_id"]].append(i)
+        for positions in by_image.values():
+            for i in sorted(positions, key=lambda p: -results[p]["score"])[rule.top_k:]:
+                reasons[i] = "top_k"
+    if rule.min_area > 0:
+        candidates = [i for i, reason in enumerate(reasons) if reason is None]
+        areas = torch.tensor(rle_areas([results[i]["segmentation"] for i in candidates]), dtype=torch.int64)
+        for i, refine in zip(candidates, select_instances(areas, rule.min_area).tolist(), strict=True):
+            if not refine:
+                reasons[i] = "area"
+    return reasons
 
 
 def select_instances(coarse_areas: torch.Tensor, min_area: float) -> torch.Tensor:

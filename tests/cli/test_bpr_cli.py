@@ -4,12 +4,15 @@ source, and one-line errors."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
 from densevision.cli import main
 from densevision.data.jsonio import read_json
+from densevision.data.masks import annotation_to_mask
 from densevision.data.synthetic import generate
 from densevision.detection import build_mask_rcnn
 from densevision.evaluation import evaluate
@@ -39,6 +42,16 @@ def data(tmp_path_factory):
     return {"root": root, "synth": root / "synth", "val_json": paths["val"],
             "train_results": _results_from_ground_truth(paths["train"], root / "train_results.json"),
             "val_results": _results_from_ground_truth(paths["val"], root / "val_results.json")}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run directory holding an untrained tiny refiner (16 px patches)."""
+    run = tmp_path_factory.mktemp("bpr_run")
+    torch.manual_seed(0)
+    net = build_refine_net(input_size=32, patch_size=16, **TINY_NET)
+    torch.save({"model": net.state_dict(), "model_spec": refine_net_spec(net)}, run / "best.pt")
+    return run
 
 
 def test_patches_train_refine_evaluate(data, capsys):
@@ -78,7 +91,7 @@ def test_patches_from_a_detector_checkpoint(data, tmp_path, capsys):
     assert index["images"] <= 2 and index["patches"] == sum(s["patches"] for s in index["shards"])
 
 
-def test_refine_without_ground_truth_reads_the_results_image_list(data, tmp_path, capsys):
+def test_refine_without_ground_truth_reads_the_results_image_list(data, run, tmp_path, capsys):
     """`detect predict` without --ann writes RES.images.json; `bpr refine` then needs only --images and --results."""
     val = read_json(data["val_json"])
     folder = tmp_path / "images"
@@ -95,11 +108,6 @@ def test_refine_without_ground_truth_reads_the_results_image_list(data, tmp_path
     assert (tmp_path / "res.images.json").is_file()
     coarse = json.loads((tmp_path / "res.json").read_text())
     assert coarse
-    run = tmp_path / "run"
-    run.mkdir()
-    torch.manual_seed(0)
-    net = build_refine_net(input_size=32, patch_size=16, **TINY_NET)
-    torch.save({"model": net.state_dict(), "model_spec": refine_net_spec(net)}, run / "best.pt")
     out = tmp_path / "refined.json"
     assert main(["bpr", "refine", "--images", str(folder), "--results", str(tmp_path / "res.json"),
                  "--checkpoint", str(run), "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
@@ -111,6 +119,30 @@ def test_refine_without_ground_truth_reads_the_results_image_list(data, tmp_path
                  "--checkpoint", str(run), "--out", str(out), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no image list" in err and "res.images.json" in err and "--ann" in err and "\n" not in err
+
+
+def test_refine_score_threshold_and_top_k_keep_the_others_coarse(data, run, tmp_path, capsys):
+    coarse = [{**r, "score": round(0.1 + 0.2 * (i % 5), 2)}
+              for i, r in enumerate(read_json(data["val_results"]))]
+    results, out = tmp_path / "res.json", tmp_path / "refined.json"
+    results.write_text(json.dumps(coarse))
+    assert main(["bpr", "refine", "--ann", str(data["val_json"]), "--images", str(data["synth"] / "val"),
+                 "--results", str(results), "--checkpoint", str(run), "--out", str(out), "--score-thr", "0.5",
+                 "--top-k", "2", "--min-area", "0", "--device", "cpu", "--no-progress"]) == 0
+    refined = read_json(out)
+    below = sum(r["score"] < 0.5 for r in coarse)
+    per_image = Counter(r["image_id"] for r in coarse if r["score"] >= 0.5)
+    beyond = sum(max(0, n - 2) for n in per_image.values())
+    assert below and beyond
+    line = capsys.readouterr().out.strip()
+    assert line == (f"{out}: {len(coarse)} instances, {len(coarse) - below - beyond} refined, {below + beyond} kept "
+                    f"coarse ({below} scoring below 0.5, {beyond} beyond the top 2 of their image)")
+    same = [np.array_equal(annotation_to_mask(r["segmentation"], 80, 80), annotation_to_mask(c["segmentation"], 80, 80))
+            for r, c in zip(refined, coarse, strict=True)]
+    assert all(s for s, c in zip(same, coarse, strict=True) if c["score"] < 0.5)
+    assert not all(same)  # the untrained refiner changed some of the others
+    assert [(r["image_id"], r["score"], r["bbox"]) for r in refined] == \
+        [(r["image_id"], r["score"], r["bbox"]) for r in coarse]
 
 
 def _square_rle(y0: int, x0: int, side: int = 20, size: int = 64) -> dict:
@@ -168,6 +200,8 @@ def test_upper_bound_reports_restored_ap(tmp_path, capsys):
       "{missing}", "--out", "o.json"], "checkpoint file or run directory not found"),
     (["refine", "--ann", "{val_json}", "--results", "{val_results}", "--out", "o.json"],
      "--checkpoint and --images are required (unless --upper-bound)"),
+    (["refine", "--ann", "{val_json}", "--images", "x", "--results", "{val_results}", "--checkpoint",
+      "{missing}", "--out", "o.json", "--top-k", "0"], "top-k must be at least 1"),
 ])
 def test_errors_are_one_line(data, tmp_path, capsys, args, message):
     values = {"missing": str(tmp_path / "missing"), "val_json": str(data["val_json"]),

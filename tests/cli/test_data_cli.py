@@ -13,6 +13,21 @@ def test_synth_then_check(tmp_path, capsys):
     assert "OK (2 images" in capsys.readouterr().out
 
 
+def test_synth_refuses_to_overwrite_a_data_set_unless_asked(tmp_path, capsys):
+    args = ["data", "synth", "--out", str(tmp_path), "--train", "2", "--val", "0", "--size", "64", "--no-progress"]
+    assert main(args) == 0
+    ann = tmp_path / "annotations" / "instances_train.json"
+    before = ann.read_bytes()
+    capsys.readouterr()
+    assert main([*args[:-1], "--seed", "1"]) == 2
+    assert capsys.readouterr().err == (
+        f"densevision data synth: error: {tmp_path} already holds a data set (annotations/instances_train.json, "
+        "train/, labels/train/, classes.json); choose another folder or pass --overwrite to write over it\n")
+    assert ann.read_bytes() == before
+    assert main([*args, "--seed", "1", "--overwrite"]) == 0
+    assert ann.read_bytes() != before
+
+
 def test_check_lists_every_problem(tiny_coco, capsys):
     ann, root, data = tiny_coco
     data["annotations"][0]["bbox"] = [0, 0, -1, 4]

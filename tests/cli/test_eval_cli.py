@@ -42,6 +42,34 @@ def test_eval_prints_table_and_writes_json(files, tmp_path, capsys):
     assert list(json.loads(out.read_text())) == ["boundary", "segm"]
 
 
+def test_eval_defaults_to_the_types_the_results_contain(files, tmp_path, capsys):
+    gt, res, results = files
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{k: v for k, v in r.items() if k != "segmentation"} for r in results]))
+    assert main(["eval", "--gt", str(gt), "--results", str(boxes)]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["iou", "bbox"]
+    assert main(["eval", "--gt", str(gt), "--results", str(boxes), "--iou-types", "bbox", "segm"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"densevision eval: error: {boxes}: segm AP needs 'segmentation' and no result has one (they "
+                   "give bbox: evaluate them as bbox)\n")
+
+
+def test_eval_per_class_table_and_json(files, tmp_path, capsys):
+    gt, res, results = files
+    wrong = [results[0], {**results[1], "image_id": 12}]  # category 'seven' found in the wrong image
+    res.write_text(json.dumps(wrong))
+    out = tmp_path / "metrics.json"
+    assert main(["eval", "--gt", str(gt), "--results", str(res), "--iou-types", "segm", "--per-class",
+                 "--out", str(out)]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["segm", "class", "AP", "AP50", "AP75"] in lines
+    assert ["seven", "0.00", "0.00", "0.00"] in lines and ["zero", "100.00", "100.00", "100.00"] in lines
+    metrics = json.loads(out.read_text())
+    assert list(metrics) == ["segm", "per_class"]
+    assert [(r["id"], r["name"], round(r["AP"], 6)) for r in metrics["per_class"]["segm"]] == \
+        [(0, "zero", 100.0), (7, "seven", 0.0)]
+
+
 BAD = [
     ("unknown image", lambda r: r[1].update(image_id=4242), "result 1: image_id 4242 is not an image"),
     ("unknown category", lambda r: r[0].update(category_id=3), "result 0: category_id 3 is not a category"),

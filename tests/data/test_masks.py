@@ -72,7 +72,7 @@ def test_encode_decode_boxes_areas_ious():
     assert all(isinstance(r["counts"], str) and r["size"] == [30, 40] for r in rles)
     assert torch.equal(decode_masks(rles, 30, 40), masks)
     assert rle_boxes(rles) == [[3.0, 2.0, 17.0, 10.0], [10.0, 15.0, 25.0, 13.0]]
-    assert rle_areas(rles) == [170, 325]
+    assert rle_areas(rles) == [170, 325] and rle_areas(rles * 200) == [170, 325] * 200 and rle_areas([]) == []
     assert np.allclose(rle_ious(rles, rles), np.eye(2))
     assert encode_masks(masks[:0]) == [] and decode_masks([], 30, 40).shape == (0, 30, 40)
     assert rle_ious([], rles).shape == (0, 2)

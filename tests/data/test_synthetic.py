@@ -3,9 +3,11 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from densevision.data.coco import CocoDetection, validate_coco
-from densevision.data.synthetic import CATEGORIES, generate
+from densevision.data.synthetic import CATEGORIES, existing_outputs, generate
+from densevision.errors import DenseVisionError
 
 
 def _digest(folder):
@@ -23,6 +25,21 @@ def test_same_seed_same_bytes(tmp_path):
     generate(tmp_path / "c", train=2, val=1, size=128, seed=6, progress=False)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_an_existing_data_set_is_kept_unless_overwrite(tmp_path):
+    generate(tmp_path, train=0, val=2, size=64, seed=0, progress=False)
+    assert existing_outputs(tmp_path, ["train"]) == ["classes.json"]
+    assert existing_outputs(tmp_path / "new", ["train", "val"]) == []
+    image = tmp_path / "val" / "000001.png"
+    before = image.read_bytes()
+    with pytest.raises(DenseVisionError, match=r"already holds a data set \(annotations/instances_val.json, val/, "
+                                               r"labels/val/, classes.json\)"):
+        generate(tmp_path, train=0, val=1, size=64, seed=1, progress=False)
+    assert image.read_bytes() == before
+    generate(tmp_path, train=0, val=1, size=64, seed=1, overwrite=True, progress=False)
+    assert image.read_bytes() != before
+    assert len(json.loads((tmp_path / "annotations" / "instances_val.json").read_text())["images"]) == 1
 
 
 def test_generated_set_is_valid_and_varied(tmp_path):

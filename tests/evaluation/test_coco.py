@@ -17,6 +17,7 @@ from pycocotools.cocoeval import COCOeval
 from densevision.errors import DataError, DenseVisionError
 from densevision.evaluation import METRIC_NAMES, CocoEvaluator, evaluate, format_table
 from densevision.evaluation import boundary as boundary_module
+from densevision.evaluation.coco import PER_CLASS_NAMES, format_per_class, results_iou_types
 
 
 def pycocotools_metrics(gt: dict, results: list[dict], iou_type: str) -> dict:
@@ -203,7 +204,55 @@ def test_checks_follow_iou_types(coco_set):
     no_segm = [{k: v for k, v in r.items() if k != "segmentation"} for r in results]
     assert evaluate(gt, no_segm, ["bbox"])["bbox"] == evaluate(gt, results, ["bbox"])["bbox"]
     with pytest.raises(DataError, match=r"^results: result 0: missing key 'bbox'$"):
-        evaluate(gt, without_bbox(results), ["boundary", "bbox"])
+        evaluate(gt, [*without_bbox(results[:1]), *results[1:]], ["boundary", "bbox"])
+
+
+def test_iou_types_default_to_what_the_results_contain(coco_set, tmp_path):
+    gt, results = coco_set
+    boxes = [{k: v for k, v in r.items() if k != "segmentation"} for r in results]
+    assert list(evaluate(gt, boxes)) == ["bbox"]
+    assert list(evaluate(gt, results)) == ["bbox", "segm", "boundary"]
+    assert list(evaluate(gt, without_bbox(results))) == ["segm", "boundary"]
+    assert list(evaluate(gt, [])) == ["bbox"]
+    assert results_iou_types([{"bbox": [0, 0, 1, 1], "keypoints": [1, 2, 2]}]) == ("keypoints",)
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(boxes))
+    with pytest.raises(DenseVisionError) as info:
+        evaluate(gt, path, ["bbox", "segm"])
+    assert str(info.value) == (f"{path}: segm AP needs 'segmentation' and no result has one (they give bbox: "
+                               "evaluate them as bbox)")
+    with pytest.raises(DenseVisionError, match="^results: keypoints AP needs 'keypoints' and no result has one"):
+        evaluate(gt, results, ["keypoints"])
+
+
+def test_per_class_ap_of_a_perfect_and_a_wrong_category(tiny_coco):
+    _, _, data = tiny_coco
+    gt = {**data, "categories": [*data["categories"], {"id": 9, "name": "nine"}]}  # no ground truth
+    zero, seven = (a for a in gt["annotations"] if not a["iscrowd"])
+    results = [{"image_id": zero["image_id"], "category_id": 0, "score": 0.9, "bbox": zero["bbox"]},
+               {"image_id": 12, "category_id": 7, "score": 0.8, "bbox": seven["bbox"]},  # wrong image
+               {"image_id": seven["image_id"], "category_id": 7, "score": 0.7, "bbox": [0.0, 0.0, 5.0, 5.0]}]
+    per_class: dict = {}
+    metrics = evaluate(gt, results, per_class=per_class)
+    rows = {r["name"]: r for r in per_class["bbox"]}
+    assert list(per_class) == ["bbox"] and [r["id"] for r in per_class["bbox"]] == [0, 7, 9]
+    assert [rows["zero"][k] for k in PER_CLASS_NAMES] == pytest.approx([100.0] * 3)
+    assert [rows["seven"][k] for k in PER_CLASS_NAMES] == [0.0] * 3
+    assert [rows["nine"][k] for k in PER_CLASS_NAMES] == [None] * 3
+    assert metrics["bbox"]["AP"] == pytest.approx(50.0)  # COCO AP is the mean over categories with ground truth
+    assert [line.split() for line in format_per_class(per_class).splitlines()] == [
+        ["bbox", "class", "AP", "AP50", "AP75"], ["zero", "100.00", "100.00", "100.00"],
+        ["seven", "0.00", "0.00", "0.00"], ["nine", "-", "-", "-"]]
+
+
+def test_per_class_ap_averages_to_the_summary_ap(coco_set):
+    gt, results = coco_set
+    per_class: dict = {}
+    metrics = evaluate(gt, results, ["segm", "boundary"], per_class=per_class)
+    for iou_type in ("segm", "boundary"):
+        for name in PER_CLASS_NAMES:
+            values = [r[name] for r in per_class[iou_type] if r[name] is not None]
+            assert np.mean(values) == pytest.approx(metrics[iou_type][name], abs=1e-9)
 
 
 @pytest.mark.parametrize(

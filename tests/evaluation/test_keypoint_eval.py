@@ -119,3 +119,8 @@ def test_eval_cli_keypoints(tmp_path, capsys) -> None:
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert np.isclose(metrics["keypoints"]["AP"], _pycocotools(gt, results, [0.07, 0.07])[0])
     assert "keypoints" in capsys.readouterr().out
+    assert main([*args[:5], "--kpt-sigmas", "0.07", "0.07", "--per-class", "--out", str(tmp_path / "d.json")]) == 0
+    default = json.loads((tmp_path / "d.json").read_text())  # keypoint results: keypoints AP by default
+    assert list(default) == ["keypoints", "per_class"] and default["keypoints"] == metrics["keypoints"]
+    assert [(r["name"], np.isclose(r["AP"], metrics["keypoints"]["AP"])) for r in default["per_class"]["keypoints"]] \
+        == [("hand", True)]

@@ -4,6 +4,7 @@ errors."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -155,6 +156,34 @@ def test_by_default_instances_under_the_minimum_area_keep_their_mask_unseen(squa
     assert np.array_equal(mask_utils.decode(out[0]["segmentation"]).astype(bool), small)
 
 
+def test_low_scores_and_those_beyond_top_k_keep_their_coarse_mask_unseen(square_scene, stub_net):
+    root, info, result, truth = square_scene
+    coarse = mask_utils.decode(result["segmentation"]).astype(bool)
+    polygon = [[28, 22, 52, 22, 52, 42, 28, 42]]  # the coarse rectangle as a polygon
+    results = [{**result, "score": 0.7}, {**result, "score": 0.9}, {**result, "score": 0.3},
+               {**result, "score": 0.8, "segmentation": polygon}]
+    stub = stub_net(bright, patch_size=32)
+    counts: Counter[str] = Counter()
+    out = refine_results([info], root, results, stub, rule=RefineRuleConfig(score_thr=0.5, top_k=1, min_area=0),
+                         progress=False, counts=counts)
+    masks = [mask_utils.decode(r["segmentation"]).astype(bool) for r in out]
+    assert np.array_equal(masks[1], truth)  # the only one refined
+    assert all(np.array_equal(m, coarse) for m in (masks[0], masks[2]))
+    assert masks[3].sum() > 0 and not np.array_equal(masks[3], truth)
+    assert [(r["score"], r["bbox"]) for r in out] == [(r["score"], [0.0, 0.0, 1.0, 1.0]) for r in results]
+    assert counts == Counter(refined=1, top_k=2, score=1)
+    assert len(stub.calls) == 1
+    json.dumps(out)  # the passed-through polygon is a JSON RLE like the others
+
+
+def test_an_image_with_nothing_to_refine_is_not_read(square_scene, stub_net):
+    root, info, result, _ = square_scene
+    absent = {**info, "id": 6, "file_name": "absent.png"}
+    out = refine_results([info, absent], root, [{**result, "image_id": 6, "score": 0.1}], stub_net(identity),
+                         rule=RefineRuleConfig(score_thr=0.5), progress=False)
+    assert out[0]["segmentation"] == result["segmentation"]
+
+
 def test_pixels_within_the_margin_keep_their_coarse_value(square_scene, stub_net):
     root, info, result, _ = square_scene
     coarse = mask_utils.decode(result["segmentation"]).astype(bool)
@@ -167,7 +196,7 @@ def test_pixels_within_the_margin_keep_their_coarse_value(square_scene, stub_net
 
 
 @pytest.mark.parametrize("rule", [RefineRuleConfig(boxes="mask"), RefineRuleConfig(min_area=-1),
-                                  RefineRuleConfig(margin=0.7)])
+                                  RefineRuleConfig(margin=0.7), RefineRuleConfig(top_k=0)])
 def test_a_bad_rule_is_refused(square_scene, stub_net, rule):
     root, info, result, _ = square_scene
     with pytest.raises(DenseVisionError):
@@ -190,8 +219,8 @@ def test_bad_results_name_the_problem(square_scene, stub_net, change, message):
 def test_bad_images_name_the_problem(square_scene, stub_net, rle_of):
     root, info, result, _ = square_scene
     with pytest.raises(DataError, match=rf"^ann.json: image id {info['id']}: image file .*nope.png not found$"):
-        refine_results([{**info, "file_name": "nope.png"}], root, [result], stub_net(identity), progress=False,
-                       source="ann.json")
+        refine_results([{**info, "file_name": "nope.png"}], root, [result], stub_net(identity), rule=PLAIN,
+                       progress=False, source="ann.json")
     with pytest.raises(DataError, match="the json says 70x64"):
         refine_results([{**info, "width": 70}], root, [{**result, "segmentation": rle_of(np.ones((64, 70)))}],
                        stub_net(identity), progress=False)

@@ -6,13 +6,16 @@ import pytest
 import torch
 
 from densevision.errors import DenseVisionError
+from densevision.refine.config import RefineRuleConfig
 from densevision.refine.merge import merge_patches
 from densevision.refine.selection import (
+    check_rule,
     keep_detection_boxes,
     merge_with_margin,
     patch_outside_fraction,
     select_instances,
     select_patches,
+    skip_reasons,
 )
 
 
@@ -102,3 +105,43 @@ def test_keep_detection_boxes_restores_box_and_score(rle_of):
     assert refined[0]["bbox"] == [0.0, 0.0, 1.0, 1.0]  # inputs untouched
     with pytest.raises(DenseVisionError, match="1 refined results for 2"):
         keep_detection_boxes(coarse, refined[:1])
+
+
+def _detections(rle_of, *specs):
+    """Detections ``(image_id, score, side)``: a ``side``² square mask in a 64×64 image."""
+    out = []
+    for image_id, score, side in specs:
+        mask = torch.zeros(64, 64, dtype=torch.uint8)
+        mask[:side, :side] = 1
+        out.append({"image_id": image_id, "category_id": 1, "score": score, "segmentation": rle_of(mask.numpy())})
+    return out
+
+
+def test_skip_reasons_apply_score_then_top_k_per_image_then_area(rle_of):
+    results = _detections(rle_of, (1, 0.9, 40), (1, 0.2, 40), (1, 0.8, 40), (1, 0.7, 40), (2, 0.6, 40),
+                          (2, 0.95, 10), (2, 0.05, 10))
+    rule = RefineRuleConfig(score_thr=0.5, top_k=2, min_area=30 * 30)
+    # image 1: 0.2 is below the threshold, 0.7 is third of the three left; image 2: 0.95 is first but small
+    assert skip_reasons(results, rule) == [None, "score", None, "top_k", None, "area", "score"]
+
+
+def test_default_rule_skips_only_small_masks(rle_of):
+    results = _detections(rle_of, (1, 0.01, 48), (1, 0.0, 47), *[(1, 0.5, 60)] * 150)
+    reasons = skip_reasons(results, RefineRuleConfig())
+    assert reasons[:2] == [None, "area"] and set(reasons[2:]) == {None}
+
+
+def test_top_k_ties_keep_the_earlier_detection(rle_of):
+    results = _detections(rle_of, (3, 0.5, 8), (3, 0.5, 8), (3, 0.5, 8))
+    assert skip_reasons(results, RefineRuleConfig(top_k=1, min_area=0)) == [None, "top_k", "top_k"]
+    assert skip_reasons([], RefineRuleConfig(top_k=1)) == []
+
+
+@pytest.mark.parametrize("rule,message", [
+    (RefineRuleConfig(score_thr=float("nan")), "score threshold"),
+    (RefineRuleConfig(top_k=0), "top-k must be at least 1"),
+    (RefineRuleConfig(min_area=-1), "minimum refined area"),
+])
+def test_check_rule_refuses_bad_values(rule, message):
+    with pytest.raises(DenseVisionError, match=message):
+        check_rule(rule)
