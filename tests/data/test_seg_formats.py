@@ -124,6 +124,20 @@ def test_coco_instances_drawn_as_label_maps(tiny_coco):
     assert label[15, 15] == 1 and label[5, 5] == 2 and label[25, 35] == 2 and label[35, 50] == 255
 
 
+def test_coco_drawing_of_the_synthetic_set_equals_its_label_pngs(tmp_path):
+    from densevision.data.labelmaps import read_classes
+    from densevision.data.synthetic import generate
+
+    generate(tmp_path, train=0, val=2, size=64, progress=False)
+    classes, split = coco_label_pairs(tmp_path / "annotations" / "instances_val.json", tmp_path / "val")
+    assert classes == read_classes(tmp_path / "classes.json")
+    for image, label in split.checked():
+        drawn, written = load_label(label), load_label(tmp_path / "labels" / "val" / f"{image.stem}.png")
+        kept = written != 255  # shapes too small to be annotated are 255 in the PNGs, background when drawn
+        np.testing.assert_array_equal(drawn[kept], written[kept])
+        assert not drawn[~kept].any()
+
+
 def test_coco_categories_must_agree_between_splits(tiny_coco, tmp_path):
     ann, root, data = tiny_coco
     data["categories"][0]["name"] = "eight"
