@@ -26,13 +26,16 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``data check``."""
-    parser.description = ("Validate a COCO instances json (and, with --images, its image files), or with --labels "
-                          "a label-map data set (--images, --labels, --classes); prints every problem, exits 2 if "
-                          "there is any.")
+    parser.description = ("Validate a COCO instances json (and, with --images, its image files), or a label-map data "
+                          "set: --images DIR --labels DIR --classes FILE, or --format ade20k|cityscapes --data ROOT "
+                          "(every split); prints every problem, exits 2 if there is any.")
     parser.add_argument("ann", metavar="ANN.json", nargs="?", help="COCO instances json")
     parser.add_argument("--images", help="image root the file names are relative to (label maps: image folder)")
     parser.add_argument("--labels", metavar="DIR", help="label PNG folder (semantic label maps, matched by stem)")
     parser.add_argument("--classes", metavar="FILE", help="classes.json of --labels")
+    parser.add_argument("--format", choices=("generic", "ade20k", "cityscapes"), default="generic",
+                        help="label-map layout (default generic: --images, --labels, --classes)")
+    parser.add_argument("--data", metavar="ROOT", help="ADE20K / Cityscapes root (with --format)")
     parser.add_argument("--reduce-zero-label", action="store_true", help="label 0 = 'other' (ignored), v -> v-1")
     parser.add_argument("--ignore-index", type=int, default=255, help="label value left out (default 255)")
 
@@ -60,7 +63,7 @@ def run_check(args: argparse.Namespace) -> int:
     from densevision.data.jsonio import read_json
     from densevision.errors import DenseVisionError
 
-    if args.labels is not None:
+    if args.labels is not None or args.data is not None or args.format != "generic":
         return _check_label_maps(args)
     if args.ann is None:
         raise DenseVisionError("give a COCO instances json, or --images DIR --labels DIR --classes FILE")
@@ -77,19 +80,33 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _check_label_maps(args: argparse.Namespace) -> int:
-    """``data check --images --labels --classes``: every label-map problem (exit 2) or a summary line."""
-    from densevision.data.labelmaps import label_map_problems, read_classes
+    """``data check --images --labels --classes`` or ``--format F --data ROOT``: every label-map problem (exit 2)
+    or a summary line."""
+    from densevision.data.labelmaps import label_map_problems
+    from densevision.data.seg_formats import label_map_data
     from densevision.errors import DenseVisionError
 
-    if args.images is None or args.classes is None or args.ann is not None:
-        raise DenseVisionError("label maps are checked with --images DIR --labels DIR --classes FILE (no ANN.json)")
-    classes = read_classes(args.classes)
-    problems = label_map_problems(args.images, args.labels, len(classes), reduce_zero=args.reduce_zero_label,
-                                  ignore_index=args.ignore_index)
+    if args.ann is not None:
+        raise DenseVisionError("label maps are checked without ANN.json: --images DIR --labels DIR --classes FILE, "
+                               "or --format ade20k|cityscapes --data ROOT")
+    if args.format == "generic":
+        if args.images is None or args.labels is None or args.classes is None:
+            raise DenseVisionError("label maps are checked with --images DIR --labels DIR --classes FILE "
+                                   "(or --format ade20k|cityscapes --data ROOT)")
+        where, sources = args.labels, {"train_images": args.images, "train_labels": args.labels}
+    else:
+        if args.images is not None or args.labels is not None:
+            raise DenseVisionError(f"--format {args.format} is checked with --data ROOT (no --images, --labels)")
+        where, sources = args.data, {}
+    data = label_map_data(args.format, data=args.data, classes=args.classes, reduce_zero_label=args.reduce_zero_label,
+                          **sources)
+    problems = [line for split in data.splits() for line in label_map_problems(
+        split, len(data.classes), reduce_zero=data.reduce_zero, ignore_index=args.ignore_index)]
     for line in problems:
         print(line)
     if problems:
         print(f"{len(problems)} problem(s) found")
         return 2
-    print(f"{args.labels}: OK ({len(classes)} classes)")
+    count = sum(len(split.pairs) for split in data.splits())
+    print(f"{where}: OK ({count} label maps, {len(data.classes)} classes)")
     return 0

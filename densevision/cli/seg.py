@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from densevision.cli._spec import Group, Verb
 from densevision.cli._training import add_training_arguments, run_training
@@ -16,6 +17,9 @@ from densevision.cli._types import (
     add_trust_argument,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from densevision.data.labelmaps import Label
 
 SEG = Group(
     "seg", "semantic segmentation: train, predict, eval",
@@ -48,8 +52,9 @@ def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args, SegTrainConfig)
     data = config.data
     return run_training(args, config, train_segmenter, {
-        "--train-images": data.train_images, "--train-labels": data.train_labels, "--val-images": data.val_images,
-        "--val-labels": data.val_labels, "--classes": data.classes})
+        "--data": data.data, "--train-images": data.train_images, "--train-labels": data.train_labels,
+        "--train-json": data.train_json, "--val-images": data.val_images, "--val-labels": data.val_labels,
+        "--val-json": data.val_json, "--classes": data.classes})
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,51 +94,94 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pred", required=True, metavar="DIR", help="predicted label PNGs (<stem>.png)")
-    parser.add_argument("--labels", required=True, metavar="DIR", help="ground-truth label PNGs (<stem>.png)")
-    parser.add_argument("--classes", required=True, metavar="FILE", help="classes.json")
+    parser.description = ("Score predicted label PNGs (<image stem>.png, as `seg predict` writes them) against the "
+                          "ground truth: --labels DIR --classes FILE (generic layout), the validation split of "
+                          "--format ade20k|cityscapes --data ROOT, or --format coco --val-json FILE.")
+    parser.add_argument("--pred", required=True, metavar="DIR", help="predicted label PNGs (<image stem>.png)")
+    parser.add_argument("--format", choices=("generic", "ade20k", "cityscapes", "coco"), default="generic",
+                        help="ground-truth layout (default generic)")
+    parser.add_argument("--labels", metavar="DIR", help="ground-truth label PNGs (<stem>.png; generic)")
+    parser.add_argument("--classes", metavar="FILE", help="classes.json (generic)")
+    parser.add_argument("--data", metavar="ROOT", help="ADE20K / Cityscapes root: its validation split is scored")
+    parser.add_argument("--val-json", metavar="FILE", help="COCO instances json, drawn as label maps (coco)")
     parser.add_argument("--ignore-index", type=int, default=255, help="label value left out (default 255)")
     parser.add_argument("--reduce-zero-label", action="store_true",
-                        help="ground truth 0 = 'other' (ignored), v -> v-1 (ADE20K); predictions are not changed")
+                        help="ground truth 0 = 'other' (ignored), v -> v-1 (generic; always on with ade20k); "
+                             "predictions are not changed")
     parser.add_argument("--boundary-ratio", type=float, default=0.02, metavar="R",
                         help="Boundary IoU per class with bands of R x the image diagonal (default 0.02; 0: off)")
     parser.add_argument("--out", metavar="metrics.json", help="write the metrics as JSON")
 
 
+_EVAL_SOURCES = {"generic": ("labels", "classes", "reduce_zero_label"), "ade20k": ("data", "reduce_zero_label"),
+                 "cityscapes": ("data",), "coco": ("val_json",)}
+
+
+def _ground_truth(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, Label]], bool]:
+    """Class names, ``[(prediction file name, ground-truth label)]`` and whether the labels reduce zero."""
+    from densevision.data.labelmaps import read_classes
+    from densevision.data.seg_formats import coco_label_pairs, label_map_data
+    from densevision.errors import DataError, DenseVisionError
+
+    stray = [k for k in ("labels", "classes", "data", "val_json", "reduce_zero_label")
+             if getattr(args, k) and k not in _EVAL_SOURCES[args.format]]
+    if stray:
+        raise DenseVisionError(f"--{stray[0].replace('_', '-')} does not go with --format {args.format}")
+    if args.format == "generic":
+        if args.labels is None or args.classes is None:
+            raise DenseVisionError("seg eval needs --labels DIR --classes FILE (or --format ade20k|cityscapes "
+                                   "--data ROOT, or --format coco --val-json FILE)")
+        label_dir = Path(args.labels)
+        if not label_dir.is_dir():
+            raise DataError(f"--labels {label_dir}: folder not found")
+        labels = sorted(label_dir.glob("*.png"))
+        if not labels:
+            raise DataError(f"--labels {label_dir}: no label PNGs")
+        return read_classes(args.classes), [(path.name, path) for path in labels], args.reduce_zero_label
+    if args.format == "coco":
+        if args.val_json is None:
+            raise DenseVisionError("--format coco is scored against --val-json FILE")
+        classes, split = coco_label_pairs(args.val_json)
+        reduce_zero = False
+    else:
+        layout = label_map_data(args.format, data=args.data)
+        if layout.val is None:
+            raise DataError(f"--data {args.data}: no validation split")
+        classes, split, reduce_zero = layout.classes, layout.val, layout.reduce_zero
+    return classes, [(f"{image.stem}.png", label) for image, label in split.checked()], reduce_zero
+
+
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from densevision.data.labelmaps import invalid_values, read_classes, read_label_map
+    from densevision.data.labelmaps import invalid_values, load_label, read_label_map
     from densevision.errors import DataError
     from densevision.evaluation.semantic import SemanticEvaluator, format_table
     from densevision.io import check_outputs, write_json
 
-    check_outputs({"--out": args.out}, {"--pred": args.pred, "--labels": args.labels, "--classes": args.classes})
-    classes = read_classes(args.classes)
-    pred_dir, label_dir = Path(args.pred), Path(args.labels)
-    for folder, flag in ((pred_dir, "--pred"), (label_dir, "--labels")):
-        if not folder.is_dir():
-            raise DataError(f"{flag} {folder}: folder not found")
-    labels = sorted(label_dir.glob("*.png"))
-    if not labels:
-        raise DataError(f"--labels {label_dir}: no label PNGs")
-    missing = [p.name for p in labels if not (pred_dir / p.name).is_file()]
-    if missing:
-        raise DataError(f"--pred {pred_dir}: no prediction for {len(missing)} label file(s), e.g. {missing[0]}")
+    check_outputs({"--out": args.out}, {"--pred": args.pred, "--labels": args.labels, "--classes": args.classes,
+                                        "--data": args.data, "--val-json": args.val_json})
+    pred_dir = Path(args.pred)
+    if not pred_dir.is_dir():
+        raise DataError(f"--pred {pred_dir}: folder not found")
     if args.boundary_ratio < 0:
         raise DataError(f"--boundary-ratio {args.boundary_ratio}: expected a non-negative ratio")
+    classes, truth, reduce_zero = _ground_truth(args)
+    missing = [name for name, _ in truth if not (pred_dir / name).is_file()]
+    if missing:
+        raise DataError(f"--pred {pred_dir}: {len(missing)} of {len(truth)} predictions missing, e.g. {missing[0]}")
     evaluator = SemanticEvaluator(classes, ignore_index=args.ignore_index,
                                   boundary_ratio=args.boundary_ratio or None)
-    for path in labels:
-        label = read_label_map(path, reduce_zero=args.reduce_zero_label)
-        pred = read_label_map(pred_dir / path.name)
+    for name, source in truth:
+        label = load_label(source, reduce_zero=reduce_zero)
+        pred = read_label_map(pred_dir / name)
         if pred.shape != label.shape:
-            raise DataError(f"{pred_dir / path.name}: prediction is {pred.shape[1]}x{pred.shape[0]}, "
-                            f"label {path} is {label.shape[1]}x{label.shape[0]}")
+            raise DataError(f"{pred_dir / name}: prediction is {pred.shape[1]}x{pred.shape[0]}, "
+                            f"label {source} is {label.shape[1]}x{label.shape[0]}")
         bad = invalid_values(label, len(classes), args.ignore_index)
         if bad:
             listed = ", ".join(f"{v} ({c} px)" for v, c in sorted(bad.items()))
-            raise DataError(f"{path}: values {listed} are neither one of the {len(classes)} classes nor ignore "
+            raise DataError(f"{source}: values {listed} are neither one of the {len(classes)} classes nor ignore "
                             f"{args.ignore_index} (see `densevision data check`)")
         evaluator.update(torch.from_numpy(pred), torch.from_numpy(label))
     results = evaluator.results()

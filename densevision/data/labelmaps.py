@@ -4,14 +4,17 @@ pairs, checks, and the mmsegmentation training pipeline.
 Generic layout: an images folder and a labels folder whose files are matched by stem (``a.jpg`` ↔ ``a.png``),
 and a ``classes.json`` (a list of names, or ``{"classes": [...]}``). ``reduce_zero_label`` (ADE20K: 0 =
 "other") maps 0 → ignore and every other value v → v − 1. A label file must hold indices: greyscale (``L``)
-or palette (``P``, the index is the value) PNGs; an RGB file holds colours and is refused.
+or palette (``P``, the index is the value) PNGs; an RGB file holds colours and is refused. A label may also
+be a :class:`LabelSource` (a map drawn on demand, e.g. from COCO instances: :mod:`densevision.data.seg_formats`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -81,6 +84,26 @@ def read_label_map(path: str | os.PathLike, *, reduce_zero: bool = False) -> np.
     return reduce_zero_label(label) if reduce_zero else label
 
 
+class LabelSource(Protocol):
+    """A label map that is not a PNG of its own (e.g. drawn from instance annotations); ``str()`` names it in
+    messages."""
+
+    def read(self) -> np.ndarray:
+        """H×W uint8 class indices."""
+
+
+Label = Path | LabelSource
+"""A label PNG or a :class:`LabelSource`."""
+
+
+def load_label(label: Label, *, reduce_zero: bool = False) -> np.ndarray:
+    """H×W uint8 class indices of a label PNG (:func:`read_label_map`) or of a :class:`LabelSource`."""
+    if isinstance(label, (str, os.PathLike)):
+        return read_label_map(label, reduce_zero=reduce_zero)
+    values = label.read()
+    return reduce_zero_label(values) if reduce_zero else values
+
+
 def voc_palette(n: int = 256) -> list[int]:
     """The PASCAL VOC colour map (flat ``[r, g, b, ...]`` for ``n`` indices): distinct colours for small
     indices, index 255 stays recognisable."""
@@ -105,22 +128,52 @@ def write_label_map(path: str | os.PathLike, label: np.ndarray) -> None:
         im.save(f, format="PNG")
 
 
-def pair_label_files(images: str | os.PathLike, labels: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """``(image, label)`` pairs matched by file stem, sorted by stem. Images without a label file raise
-    ``DataError`` (naming the first few); label files without an image are ignored."""
+@dataclass
+class LabelPairs:
+    """The ``(image, label)`` pairs of one split and what did not pair, one line each: ``missing`` images without
+    a label (training refuses them), ``extra`` labels without an image (training leaves them out)."""
+
+    source: str
+    pairs: list[tuple[Path, Label]]
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+    def _empty(self) -> list[str]:
+        no_images = not self.pairs and not self.missing
+        return [f"{self.source}: no image files ({', '.join(IMAGE_EXTENSIONS)})"] if no_images else []
+
+    def problems(self) -> list[str]:
+        """The pairing problems: missing labels, extra labels, no image at all."""
+        return [*self.missing, *self.extra, *self._empty()]
+
+    def checked(self) -> list[tuple[Path, Label]]:
+        """The pairs; ``DataError`` naming the first image without a label, or an empty split."""
+        if self.missing:
+            more = len(self.missing) - 1
+            raise DataError(self.missing[0] + (f" (and {more} more image(s) without a label; `densevision data "
+                                               "check` lists them)" if more else ""))
+        if self._empty():
+            raise DataError(self._empty()[0])
+        return self.pairs
+
+
+def match_by_stem(images: str | os.PathLike, labels: str | os.PathLike) -> LabelPairs:
+    """The generic layout: images of a folder paired with the label PNGs of another by file stem, sorted by stem
+    (``.checked()`` gives the pairs or raises on images without a label)."""
     images, labels = Path(images), Path(labels)
     for folder, flag in ((images, "images"), (labels, "labels")):
         if not folder.is_dir():
             raise DataError(f"{folder}: {flag} folder not found")
     image_files = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
     label_files = {p.stem: p for p in sorted(labels.iterdir()) if p.suffix.lower() == LABEL_EXTENSION}
-    if not image_files:
-        raise DataError(f"{images}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    missing = sorted(set(image_files) - set(label_files))
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise DataError(f"{labels}: no label PNG for {len(missing)} image(s) of {images}: {shown}")
-    return [(image_files[s], label_files[s]) for s in sorted(image_files)]
+    return LabelPairs(
+        str(images),
+        [(image_files[s], label_files[s]) for s in sorted(image_files.keys() & label_files.keys())],
+        [f"{image_files[s]}: no label file {labels / (s + LABEL_EXTENSION)}"
+         for s in sorted(image_files.keys() - label_files.keys())],
+        [f"{label_files[s]}: no image with stem {s!r} in {images}"
+         for s in sorted(label_files.keys() - image_files.keys())],
+    )
 
 
 def invalid_values(label: np.ndarray, num_classes: int, ignore_index: int = IGNORE_INDEX) -> dict[int, int]:
@@ -129,37 +182,27 @@ def invalid_values(label: np.ndarray, num_classes: int, ignore_index: int = IGNO
     return {int(v): int(c) for v, c in zip(values, counts, strict=True) if v >= num_classes and v != ignore_index}
 
 
-def label_map_problems(images: str | os.PathLike, labels: str | os.PathLike, num_classes: int, *,
-                       reduce_zero: bool = False, ignore_index: int = IGNORE_INDEX) -> list[str]:
-    """Every problem of a generic-layout data set, one line each: images without labels, unreadable or colour
-    label files, label sizes that differ from their image's, values that are neither a class nor the ignore
-    value (with pixel counts: the mistake that silently gives near-zero IoU)."""
-    images, labels = Path(images), Path(labels)
-    for folder, flag in ((images, "images"), (labels, "labels")):
-        if not folder.is_dir():
-            raise DataError(f"{folder}: {flag} folder not found")
-    problems = []
-    image_files = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
-    label_files = {p.stem: p for p in sorted(labels.iterdir()) if p.suffix.lower() == LABEL_EXTENSION}
-    problems += [f"{image_files[s]}: no label file {labels / (s + LABEL_EXTENSION)}"
-                 for s in sorted(set(image_files) - set(label_files))]
-    problems += [f"{label_files[s]}: no image with stem {s!r} in {images}"
-                 for s in sorted(set(label_files) - set(image_files))]
-    for stem in sorted(set(image_files) & set(label_files)):
+def label_map_problems(split: LabelPairs, num_classes: int, *, reduce_zero: bool = False,
+                       ignore_index: int = IGNORE_INDEX) -> list[str]:
+    """Every problem of a split, one line each: its pairing problems, unreadable or colour label files, label
+    sizes that differ from their image's, values that are neither a class nor the ignore value (with pixel
+    counts: the mistake that silently gives near-zero IoU)."""
+    problems = split.problems()
+    for image, label_file in split.pairs:
         try:
-            label = read_label_map(label_files[stem], reduce_zero=reduce_zero)
-            with Image.open(image_files[stem]) as im:
+            label = load_label(label_file, reduce_zero=reduce_zero)
+            with Image.open(image) as im:
                 width, height = im.size
         except (DataError, OSError) as exc:
             problems.append(str(exc))
             continue
         if label.shape != (height, width):
-            problems.append(f"{label_files[stem]}: label is {label.shape[1]}x{label.shape[0]}, "
-                            f"image {image_files[stem].name} is {width}x{height}")
+            problems.append(f"{label_file}: label is {label.shape[1]}x{label.shape[0]}, "
+                            f"image {image.name} is {width}x{height}")
         bad = invalid_values(label, num_classes, ignore_index)
         if bad:
             listed = ", ".join(f"value {v}: {c} px" for v, c in sorted(bad.items()))
-            problems.append(f"{label_files[stem]}: values outside the {num_classes} classes and ignore "
+            problems.append(f"{label_file}: values outside the {num_classes} classes and ignore "
                             f"{ignore_index}: {listed}")
     return problems
 
@@ -182,10 +225,11 @@ def image_tensor(image: np.ndarray) -> torch.Tensor:
 
 class LabelMapDataset(Dataset):
     """Image / label-map pairs: ``dataset[i] -> (3×H×W float in [0, 1], H×W int64 labels)`` after
-    ``transform(image, label)``. Label values that are neither a class nor ``ignore_index`` raise
-    ``DataError`` naming the file, value and pixel count (never a silently wrong IoU)."""
+    ``transform(image, label)``. A label is a PNG or a :class:`LabelSource`. Label values that are neither a
+    class nor ``ignore_index`` raise ``DataError`` naming the file, value and pixel count (never a silently
+    wrong IoU)."""
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]], num_classes: int, *, reduce_zero: bool = False,
+    def __init__(self, pairs: Sequence[tuple[Path, Label]], num_classes: int, *, reduce_zero: bool = False,
                  ignore_index: int = IGNORE_INDEX, transform=None) -> None:
         self.pairs = list(pairs)
         self.num_classes = num_classes
@@ -199,7 +243,7 @@ class LabelMapDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, label_path = self.pairs[index]
         image = read_image(image_path)
-        label = read_label_map(label_path, reduce_zero=self.reduce_zero)
+        label = load_label(label_path, reduce_zero=self.reduce_zero)
         if label.shape != image.shape[:2]:
             raise DataError(f"{label_path}: label is {label.shape[1]}x{label.shape[0]}, image {image_path.name} "
                             f"is {image.shape[1]}x{image.shape[0]}")

@@ -41,14 +41,24 @@ class SegmenterConfig:
 
 @dataclass
 class SegDataConfig:
-    """A generic-layout data set (images and label PNGs matched by stem) and the training pipeline."""
+    """The label-map data set (the generic layout, ADE20K, Cityscapes or COCO instance files; see
+    :mod:`densevision.data.seg_formats`) and the training pipeline."""
 
-    train_images: str | None = None
-    train_labels: str | None = None
-    val_images: str | None = None
-    val_labels: str | None = None
-    classes: str | None = field(default=None, metadata={"help": "classes.json (a list of class names)"})
-    reduce_zero_label: bool = field(default=False, metadata={"help": "label 0 = 'other' -> ignored, v -> v-1"})
+    format: Literal["generic", "ade20k", "cityscapes", "coco"] = field(default="generic", metadata={
+        "help": "data layout: generic (--train-images/--train-labels/--classes), ade20k or cityscapes (--data), "
+                "coco (--train-json/--train-images)"})
+    data: str | None = field(default=None, metadata={
+        "help": "data set root (ade20k: ADEChallengeData2016 or its parent; cityscapes: holding leftImg8bit/ and "
+                "gtFine/)"})
+    train_images: str | None = field(default=None, metadata={"help": "training image folder (generic, coco)"})
+    train_labels: str | None = field(default=None, metadata={"help": "training label PNGs (generic)"})
+    train_json: str | None = field(default=None, metadata={"help": "COCO instances json of --train-images (coco)"})
+    val_images: str | None = field(default=None, metadata={"help": "validation image folder (generic, coco)"})
+    val_labels: str | None = field(default=None, metadata={"help": "validation label PNGs (generic)"})
+    val_json: str | None = field(default=None, metadata={"help": "COCO instances json of --val-images (coco)"})
+    classes: str | None = field(default=None, metadata={"help": "classes.json (a list of class names; generic)"})
+    reduce_zero_label: bool = field(default=False, metadata={
+        "help": "label 0 = 'other' -> ignored, v -> v-1 (generic; always on with ade20k)"})
     ignore_index: int = 255
     crop: list[int] = field(default_factory=lambda: [512, 512], metadata={"help": "training crop H W"})
     scale: list[int] | None = field(default_factory=lambda: [2048, 512], metadata={

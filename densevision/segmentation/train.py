@@ -1,5 +1,5 @@
-"""Training a segmenter on a generic-layout data set: the segmentation task for
-:func:`densevision.engine.train_task`.
+"""Training a segmenter on a label-map data set (the generic layout, ADE20K, Cityscapes or COCO instance files:
+:func:`densevision.data.seg_formats.label_map_data`): the segmentation task for :func:`densevision.engine.train_task`.
 
 Recipe (:class:`~densevision.segmentation.config.SegTrainConfig`): mmsegmentation's pipeline
 (:class:`~densevision.data.labelmaps.SegTrainTransform`), cross-entropy over the labelled pixels (255 ignored)
@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from densevision.data.labelmaps import LabelMapDataset, SegTrainTransform, pair_label_files, read_classes
+from densevision.data.labelmaps import LabelMapDataset, LabelPairs, SegTrainTransform
+from densevision.data.seg_formats import FORMAT_USAGE, label_map_data
 from densevision.engine import build_optimizer, build_scheduler, inference_on_dataset, train_task, unwrap_model
 from densevision.errors import DenseVisionError
 from densevision.evaluation.semantic import SemanticEvaluator
@@ -48,30 +49,31 @@ class SegTask:
         self.classes: list[str] = []
         self.val_set: LabelMapDataset | None = None
 
-    def _dataset(self, images: str, labels: str, transform: Any = None) -> LabelMapDataset:
-        data = self.config.data
-        return LabelMapDataset(pair_label_files(images, labels), len(self.classes), reduce_zero=data.reduce_zero_label,
-                               ignore_index=data.ignore_index, transform=transform)
+    def _dataset(self, split: LabelPairs, reduce_zero: bool, transform: Any = None) -> LabelMapDataset:
+        return LabelMapDataset(split.checked(), len(self.classes), reduce_zero=reduce_zero,
+                               ignore_index=self.config.data.ignore_index, transform=transform)
 
     def build_train_data(self) -> LabelMapDataset:
         data = self.config.data
-        if data.train_images is None or data.train_labels is None or data.classes is None:
-            raise DenseVisionError("training data needed: --train-images DIR --train-labels DIR --classes FILE")
-        if (data.val_images is None) != (data.val_labels is None):
-            raise DenseVisionError("give both --val-images and --val-labels, or neither")
         if len(data.crop) != 2 or min(data.crop) < 1:
             raise DenseVisionError(f"--crop: expected two positive sizes H W, got {data.crop}")
         if self.config.model.head == "upernet" and self.config.train.batch_size < 2:
             raise DenseVisionError("--batch-size 1 with --head upernet: the BatchNorm after its 1x1 pyramid-pooling "
                                    "bin needs at least 2 images per batch in training; use --batch-size 2 or more, "
                                    "or --head fpn / hrnetv2")
-        self.classes = read_classes(data.classes)
+        layout = label_map_data(data.format, data=data.data, train_images=data.train_images,
+                                train_labels=data.train_labels, val_images=data.val_images, val_labels=data.val_labels,
+                                classes=data.classes, reduce_zero_label=data.reduce_zero_label,
+                                train_json=data.train_json, val_json=data.val_json)
+        if layout.train is None:
+            raise DenseVisionError(f"training data needed: --format {data.format} {FORMAT_USAGE[data.format]}")
+        self.classes = layout.classes
         transform = SegTrainTransform(data.crop, scale=data.scale, ratio_range=data.ratio_range,
                                       cat_max_ratio=data.cat_max_ratio, flip=data.flip,
                                       photometric=data.photometric, ignore_index=data.ignore_index)
-        train_set = self._dataset(data.train_images, data.train_labels, transform)
-        if data.val_images is not None:
-            self.val_set = self._dataset(data.val_images, data.val_labels)
+        train_set = self._dataset(layout.train, layout.reduce_zero, transform)
+        if layout.val is not None:
+            self.val_set = self._dataset(layout.val, layout.reduce_zero)
         return train_set
 
     def build_model(self) -> Segmenter:

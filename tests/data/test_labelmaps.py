@@ -11,7 +11,7 @@ from densevision.data.labelmaps import (
     LabelMapDataset,
     SegTrainTransform,
     label_map_problems,
-    pair_label_files,
+    match_by_stem,
     read_classes,
     read_label_map,
     reduce_zero_label,
@@ -57,9 +57,17 @@ def test_classes_json_forms(tmp_path):
 
 
 def test_pairs_by_stem_and_missing_labels(tmp_path):
-    images, labels = _data(tmp_path, {"a": np.zeros((4, 4))}, {"a": (4, 4), "b": (4, 4)})
-    with pytest.raises(DataError, match="no label PNG for 1 image.*: b"):
-        pair_label_files(images, labels)
+    images, labels = _data(tmp_path, {"a": np.zeros((4, 4))}, {"a": (4, 4), "b": (4, 4), "c": (4, 4)})
+    with pytest.raises(DataError, match=r"b.jpg: no label file .*b.png \(and 1 more image\(s\) without a label"):
+        match_by_stem(images, labels).checked()
+    (labels / "b.png").write_bytes((labels / "a.png").read_bytes())
+    (labels / "c.png").write_bytes((labels / "a.png").read_bytes())
+    assert [(i.name, lbl.name) for i, lbl in match_by_stem(images, labels).checked()] == [
+        ("a.jpg", "a.png"), ("b.jpg", "b.png"), ("c.jpg", "c.png")]
+    for image in images.iterdir():
+        image.unlink()
+    with pytest.raises(DataError, match="no image files"):
+        match_by_stem(images, labels).checked()
 
 
 def test_problems_name_file_value_and_pixel_count(tmp_path):
@@ -68,12 +76,12 @@ def test_problems_name_file_value_and_pixel_count(tmp_path):
     bad[1, 0] = 255
     images, labels = _data(tmp_path, {"a": bad, "b": np.zeros((5, 5))}, {"a": (6, 6), "b": (5, 7)})
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(labels / "orphan.png")
-    problems = label_map_problems(images, labels, 3)
+    problems = label_map_problems(match_by_stem(images, labels), 3)
     assert any("a.png" in p and "value 9: 3 px" in p for p in problems)
     assert any("b.png: label is 5x5, image b.jpg is 7x5" in p for p in problems)
     assert any("orphan.png: no image" in p for p in problems)
     assert not any("255" in p and "a.png" in p and "value 255" in p for p in problems)
-    dataset = LabelMapDataset(pair_label_files(images, labels)[:1], 3)
+    dataset = LabelMapDataset(match_by_stem(images, labels).checked()[:1], 3)
     with pytest.raises(DataError, match="value 9 \\(3 px\\)"):
         dataset[0]
 

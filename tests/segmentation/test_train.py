@@ -57,9 +57,28 @@ def test_upernet_at_batch_size_one_is_a_one_line_error_before_any_data_is_read(t
         SegTask(config).build_train_data()
     assert "\n" not in str(info.value)
     config.model.head = "fpn"
-    with pytest.raises(Exception) as other:  # any other head gets as far as reading the class list
+    with pytest.raises(Exception) as other:  # any other head gets as far as reading the data
         SegTask(config).build_train_data()
     assert "--batch-size" not in str(other.value)
+
+
+def test_train_data_of_a_format_brings_its_classes_and_validation_split(tiny_coco):
+    from densevision.errors import DenseVisionError
+
+    ann, root, _ = tiny_coco
+    config = SegTrainConfig()
+    config.model.head = "fpn"
+    config.data.format = "coco"
+    config.data.train_json = config.data.val_json = str(ann)
+    config.data.train_images = config.data.val_images = str(root)
+    task = SegTask(config)
+    train_set = task.build_train_data()
+    assert task.classes == ["background", "zero", "seven"] and len(train_set) == len(task.val_set) == 3
+    image, label = task.val_set[1]
+    assert image.shape == (3, 40, 60) and label[10, 40] == 2 and label[30, 5] == 255
+    config.data.train_json = config.data.train_images = None
+    with pytest.raises(DenseVisionError, match="training data needed: --format coco --train-json FILE"):
+        SegTask(config).build_train_data()
 
 
 def test_validation_runs_at_val_size_and_scores_at_the_label_size(monkeypatch):
