@@ -5,9 +5,10 @@ at the border, logits summed and divided by how many windows cover each pixel. T
 as one batch (``window_batch`` at a time), not one by one.
 
 Test-time augmentation (mmsegmentation ``aug_test``, the "ms+flip" numbers of the Swin / AS-MLP papers): the
-image runs at each ratio of ``scales`` times its size, and mirrored with ``flip``; each run's logits are resized
-to the image, turned into softmax probabilities, mirrored back, and the probabilities are averaged (mmsegmentation
-averages probabilities, not logits, in its 0.x ``aug_test`` and its 1.x ``SegTTAModel`` alike).
+image runs at each ratio of ``scales`` times its run size (its own, or ``input_size``), and mirrored with
+``flip``; each run's logits are resized to the image, turned into softmax probabilities, mirrored back, and the
+probabilities are averaged (mmsegmentation averages probabilities, not logits, in its 0.x ``aug_test`` and its
+1.x ``SegTTAModel`` alike).
 """
 
 from __future__ import annotations
