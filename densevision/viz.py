@@ -132,3 +132,50 @@ def save_figure(
             fig.savefig(f, format="png", dpi=dpi)
     finally:
         plt.close(fig)
+
+
+def draw_label_map(
+    image: np.ndarray | torch.Tensor,
+    label: np.ndarray,
+    class_names: Sequence[str] = (),
+    *,
+    alpha: float = 0.5,
+    ignore_index: int = 255,
+) -> np.ndarray:
+    """A semantic label map over its image, with a legend of the classes present.
+
+    ``label`` (H×W class indices) colours each pixel with the palette of the label PNGs (VOC colours; pixels at
+    ``ignore_index`` keep the image), blended with weight ``alpha``. The legend to the right lists each class
+    present: its colour, index and name (``class_names[index]`` when there is one). Returns
+    H'×(W + legend)×3 uint8, H' = max(H, the legend's height); without classes present, the H×W×3 image.
+    """
+    from PIL import ImageDraw, ImageFont
+
+    from densevision.data.labelmaps import voc_palette
+
+    canvas = _as_uint8_chw(image).permute(1, 2, 0).numpy()
+    label = np.asarray(label)
+    if label.shape != canvas.shape[:2]:
+        raise ValueError(f"label map {label.shape} and image {canvas.shape[:2]} differ in size")
+    palette = np.asarray(voc_palette(), dtype=np.float32).reshape(-1, 3)
+    shown = label != ignore_index
+    blended = canvas.astype(np.float32)
+    blended[shown] = (1 - alpha) * blended[shown] + alpha * palette[label[shown] % len(palette)]
+    overlay = Image.fromarray(blended.round().astype(np.uint8))
+    present = [int(v) for v in np.unique(label[shown])]
+    if not present:
+        return np.asarray(overlay).copy()
+    font = ImageFont.load_default()
+    texts = [f"{v} {class_names[v]}" if v < len(class_names) else str(v) for v in present]
+    row = max(font.getbbox(t)[3] for t in texts) + 6
+    swatch = row - 4
+    width = swatch + 12 + max(font.getbbox(t)[2] for t in texts)
+    out = Image.new("RGB", (overlay.width + width, max(overlay.height, row * len(present) + 4)), "white")
+    out.paste(overlay, (0, 0))
+    draw = ImageDraw.Draw(out)
+    for i, (value, text) in enumerate(zip(present, texts, strict=True)):
+        x, y = overlay.width + 4, 2 + i * row
+        colour = tuple(int(c) for c in palette[value % len(palette)])
+        draw.rectangle((x, y, x + swatch, y + swatch), fill=colour, outline="black")
+        draw.text((x + swatch + 4, y), text, fill="black", font=font)
+    return np.asarray(out).copy()

@@ -15,6 +15,7 @@ from densevision.cli._types import (
     add_device_argument,
     add_progress_argument,
     add_trust_argument,
+    positive_float,
     positive_int,
 )
 
@@ -67,6 +68,13 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", type=positive_int, nargs=2, metavar=("H", "W"), help="window size (slide)")
     parser.add_argument("--stride", type=positive_int, nargs=2, metavar=("H", "W"),
                         help="window stride (slide; default 2/3 of --crop)")
+    parser.add_argument("--tta-scales", type=positive_float, nargs="+", default=[1.0], metavar="R",
+                        help="test-time augmentation: run at each ratio R of the image size and average the class "
+                             "probabilities, e.g. 0.5 0.75 1.0 1.25 1.5 1.75 (default: 1.0 only)")
+    parser.add_argument("--flip", action="store_true",
+                        help="test-time augmentation: also run each scale mirrored (left-right)")
+    parser.add_argument("--viz", metavar="DIR",
+                        help="also write overlays: each image blended with its label colours, with a legend")
     add_device_argument(parser)
     add_trust_argument(parser)
     add_progress_argument(parser)
@@ -79,8 +87,11 @@ def run_predict(args: argparse.Namespace) -> int:
     from densevision.segmentation.model import load_segmenter
     from densevision.segmentation.predict import predict_folder, slide_stride
 
-    check_outputs({"--out": args.out}, {"--images": args.images, "--checkpoint": args.checkpoint},
-                  folders=("--out",))
+    check_outputs({"--out": args.out, "--viz": args.viz}, {"--images": args.images, "--checkpoint": args.checkpoint},
+                  folders=("--out", "--viz"))
+    if args.viz is not None and Path(args.viz).resolve() == Path(args.out).resolve():
+        raise DenseVisionError(f"--viz {args.viz} is the --out folder: the overlays would replace the label PNGs; "
+                               "choose another folder")
     stride = args.stride
     if args.mode == "slide":
         if args.crop is None:
@@ -88,8 +99,8 @@ def run_predict(args: argparse.Namespace) -> int:
         stride = slide_stride(args.crop, stride)
     model = load_segmenter(args.checkpoint, trust_checkpoint=args.trust_checkpoint).to(resolve_device(args.device))
     written = predict_folder(model, args.images, args.out, mode=args.mode, crop=args.crop, stride=stride,
-                             progress=not args.no_progress)
-    print(f"{args.out}: {len(written)} label map(s)")
+                             scales=args.tta_scales, flip=args.flip, viz_dir=args.viz, progress=not args.no_progress)
+    print(f"{args.out}: {len(written)} label map(s)" + (f"; overlays in {args.viz}" if args.viz else ""))
     return 0
 
 

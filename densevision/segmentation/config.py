@@ -80,6 +80,18 @@ class SegSolverConfig:
     warmup_factor: float = field(default=1e-6, metadata={"help": "LR factor at the start of the warm-up"})
 
 
+@dataclass
+class SegLossConfig:
+    """The decode head's cross-entropy, optionally over the hard pixels only (OHEM as mmsegmentation's
+    ``OHEMPixelSampler`` with a threshold; the auxiliary head keeps the plain loss)."""
+
+    ohem: bool = field(default=False, metadata={"help": "online hard example mining in the decode head's loss"})
+    ohem_thresh: float = field(default=0.7, metadata={
+        "help": "OHEM keeps the pixels whose softmax probability of their true class is below this"})
+    ohem_min_kept: int = field(default=100_000, metadata={
+        "help": "OHEM raises the threshold so that at least about this many pixels per image are kept"})
+
+
 def _seg_schedule() -> TrainConfig:
     return TrainConfig(iters=160_000, batch_size=16, lr=6e-5, weight_decay=0.01, schedule="poly", power=1.0,
                        warmup_iters=1500, eval_every=16_000, checkpoint_every=16_000, keep_checkpoints=3,
@@ -92,5 +104,6 @@ class SegTrainConfig:
 
     data: SegDataConfig = field(default_factory=SegDataConfig)
     model: SegmenterConfig = field(default_factory=SegmenterConfig)
+    loss: SegLossConfig = field(default_factory=SegLossConfig)
     solver: SegSolverConfig = field(default_factory=SegSolverConfig)
     train: TrainConfig = field(default_factory=_seg_schedule)

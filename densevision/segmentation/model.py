@@ -21,6 +21,7 @@ from densevision.errors import CheckpointError, DenseVisionError
 from densevision.models.bodies import build_body, check_body
 from densevision.models.checkpoint import load_state_dict_checked, read_checkpoint, unwrap_state_dict
 from densevision.segmentation.heads import FCNHead, build_head, resize
+from densevision.segmentation.mmseg_weights import is_segmenter_state_dict, load_segmentation_weights
 
 BUILDER = "segmenter"
 # Used only when the body declares no ``pretrained_cfg`` (ImageNet statistics).
@@ -108,7 +109,10 @@ def build_segmenter(
         fpn_channels: Semantic FPN's pyramid width.
         pool_scales / dropout: UperNet pyramid bins; dropout before the classifiers.
         aux: auxiliary FCN head (``aux_channels`` wide) on level ``aux_index`` (default: with UperNet only).
-        weights: checkpoint of the backbone (ImageNet weights: official / timm / densevision formats).
+        weights: a checkpoint of the whole segmenter as mmsegmentation (the Swin / AS-MLP repositories),
+            HRNet-Semantic-Segmentation or densevision wrote it, loaded strictly
+            (:mod:`~densevision.segmentation.mmseg_weights`); else a checkpoint of the backbone (ImageNet weights:
+            official / timm / densevision formats).
         classes: class names kept with the model.
         backbone_kwargs: architecture overrides of the backbone (e.g. ``{"width": 8}`` for a tiny HRNet).
     """
@@ -116,7 +120,12 @@ def build_segmenter(
         raise DenseVisionError(f"num_classes must be at least 1, got {num_classes}")
     if classes is not None and len(classes) != num_classes:
         raise DenseVisionError(f"{len(classes)} class names for num_classes={num_classes}")
-    body = build_body(backbone, weights=weights, trust_checkpoint=trust_checkpoint, **dict(backbone_kwargs or {}))
+    whole = None
+    if weights is not None:
+        state = unwrap_state_dict(read_checkpoint(weights, trust_checkpoint=trust_checkpoint))
+        whole = state if is_segmenter_state_dict(state) else None
+    body = build_body(backbone, weights=weights if whole is None else None, trust_checkpoint=trust_checkpoint,
+                      **dict(backbone_kwargs or {}))
     if not any(p.is_meta for p in body.parameters()):
         check_body(body, backbone)
     in_channels, strides = list(body.out_channels), list(body.strides)
@@ -132,7 +141,10 @@ def build_segmenter(
     arch = {"backbone": backbone, "head": head, "num_classes": num_classes, "channels": channels,
             "fpn_channels": fpn_channels, "pool_scales": list(pool_scales), "dropout": dropout, "aux": aux,
             "aux_channels": aux_channels, "aux_index": aux_index, "backbone_kwargs": dict(backbone_kwargs or {})}
-    return Segmenter(body, decode, aux_head=aux_head, aux_index=aux_index, arch=arch, classes=classes)
+    model = Segmenter(body, decode, aux_head=aux_head, aux_index=aux_index, arch=arch, classes=classes)
+    if whole is not None:
+        load_segmentation_weights(model, whole, str(weights))
+    return model
 
 
 def init_backbone_from(model: Segmenter, path: str | os.PathLike, *, prefix: str = "backbone.body.",

@@ -2,8 +2,9 @@
 :func:`densevision.data.seg_formats.label_map_data`): the segmentation task for :func:`densevision.engine.train_task`.
 
 Recipe (:class:`~densevision.segmentation.config.SegTrainConfig`): mmsegmentation's pipeline
-(:class:`~densevision.data.labelmaps.SegTrainTransform`), cross-entropy over the labelled pixels (255 ignored)
-plus ``aux_weight`` × the auxiliary head's, AdamW without weight decay on norms, biases and position tables,
+(:class:`~densevision.data.labelmaps.SegTrainTransform`), cross-entropy over the labelled pixels (255 ignored;
+with ``loss.ohem`` the decode head's over the hard pixels only, :func:`ohem_mask`) plus ``aux_weight`` × the
+auxiliary head's, AdamW without weight decay on norms, biases and position tables,
 linear warm-up then poly decay. BatchNorm becomes SyncBatchNorm only under DDP. Validation: whole images
 (their longer side at ``data.val_size`` when given), mIoU / aAcc / mAcc
 (:class:`~densevision.evaluation.semantic.SemanticEvaluator`); ``best.pt`` by mIoU.
@@ -30,11 +31,32 @@ from densevision.segmentation.model import Segmenter, build_segmenter, init_back
 from densevision.segmentation.predict import image_logits
 
 
-def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, *,
+                         keep: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy of ``B×K×H×W`` logits over the pixels of ``B×H×W`` labels that are not
-    ``ignore_index`` (0, not NaN, when a batch has none)."""
-    total = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
+    ``ignore_index`` (0, not NaN, when a batch has none). With ``keep`` (``B×H×W`` bool, e.g. :func:`ohem_mask`)
+    only the kept pixels add to the sum, which is still divided by the number of labelled pixels, as
+    mmsegmentation's pixel-weighted cross-entropy with ``avg_non_ignore``."""
+    counted = labels if keep is None else labels.masked_fill(~keep, ignore_index)
+    total = F.cross_entropy(logits.float(), counted, ignore_index=ignore_index, reduction="sum")
     return total / (labels != ignore_index).sum().clamp(min=1)
+
+
+@torch.no_grad()
+def ohem_mask(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, *, thresh: float = 0.7,
+              min_kept: int = 100_000) -> torch.Tensor:
+    """The hard pixels (mmsegmentation's ``OHEMPixelSampler`` with ``thresh``): ``B×H×W`` bool, True at the
+    labelled pixels whose softmax probability of their true class (``B×K×H×W`` logits) is below
+    ``max(thresh, p_k)``, where ``p_k`` is the ``k``-th smallest of those probabilities (from 0), ``k = min(B ×
+    min_kept, n - 1)`` over the batch's ``n`` labelled pixels: at least about ``min_kept`` pixels per image."""
+    labelled = labels != ignore_index
+    prob = logits.float().softmax(1).gather(1, labels.masked_fill(~labelled, 0).unsqueeze(1)).squeeze(1)
+    valid = prob[labelled]
+    if valid.numel() == 0:
+        return labelled
+    k = min(min_kept * labels.shape[0], valid.numel() - 1)
+    threshold = valid.kthvalue(k + 1).values.clamp(min=thresh)
+    return labelled & (prob < threshold)
 
 
 class SegTask:
@@ -45,6 +67,8 @@ class SegTask:
     sync_bn = True
 
     def __init__(self, config: SegTrainConfig) -> None:
+        if config.loss.ohem_min_kept < 0:
+            raise DenseVisionError(f"--ohem-min-kept {config.loss.ohem_min_kept}: expected a count >= 0")
         self.config = config
         self.classes: list[str] = []
         self.val_set: LabelMapDataset | None = None
@@ -98,7 +122,10 @@ class SegTask:
         images, labels = batch
         ignore = self.config.data.ignore_index
         out = model(images, return_aux=True)
-        losses = {"loss_seg": masked_cross_entropy(out["seg"], labels, ignore)}
+        loss = self.config.loss
+        keep = ohem_mask(out["seg"], labels, ignore, thresh=loss.ohem_thresh, min_kept=loss.ohem_min_kept) \
+            if loss.ohem else None
+        losses = {"loss_seg": masked_cross_entropy(out["seg"], labels, ignore, keep=keep)}
         if "aux" in out:
             losses["loss_aux"] = self.config.model.aux_weight * masked_cross_entropy(out["aux"], labels, ignore)
         return losses

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from densevision.segmentation.config import SegTrainConfig
 from densevision.segmentation.model import build_segmenter
-from densevision.segmentation.train import SegTask, masked_cross_entropy
+from densevision.segmentation.train import SegTask, masked_cross_entropy, ohem_mask
 
 
 def test_masked_cross_entropy_ignores_255_and_is_zero_without_labels():
@@ -20,6 +20,64 @@ def test_masked_cross_entropy_ignores_255_and_is_zero_without_labels():
     empty = masked_cross_entropy(logits, torch.full((2, 4, 4), 255), 255)
     assert float(empty.detach()) == 0.0
     empty.backward()
+
+
+def _true_class_logits(probs: list[list[float]], labels: torch.Tensor) -> torch.Tensor:
+    """``1×2×H×W`` logits whose softmax gives each pixel's label the probability in ``probs``."""
+    p = torch.tensor(probs)
+    true = torch.where(labels[0] == 1, p, 1 - p)
+    return torch.stack([(1 - true).log(), true.log()])[None]
+
+
+def test_ohem_keeps_pixels_below_the_threshold_or_the_min_kept_hardest():
+    labels = torch.tensor([[[1, 0, 1], [0, 1, 255]]])
+    probs = [[0.1, 0.5, 0.69], [0.71, 0.9, 0.2]]  # the ignored pixel's 0.2 must never count
+    logits = _true_class_logits(probs, labels)
+    truth = torch.tensor(probs)[None]
+    labelled = labels != 255
+    true = logits.softmax(1).gather(1, labels.clamp(max=1)[:, None])[:, 0]
+    torch.testing.assert_close(true[labelled], truth[labelled])
+
+    def kept(**kwargs) -> list[float]:
+        return sorted(truth[ohem_mask(logits, labels, 255, **kwargs)].tolist())
+
+    assert kept(thresh=0.7, min_kept=1) == pytest.approx([0.1, 0.5, 0.69])  # p_1 = 0.5 < 0.7
+    assert kept(thresh=0.7, min_kept=4) == pytest.approx([0.1, 0.5, 0.69, 0.71])  # raised to p_4 = 0.9, exclusive
+    assert kept(thresh=0.7, min_kept=100_000) == kept(thresh=0.7, min_kept=4)  # k clipped to n - 1
+    assert kept(thresh=0.05, min_kept=0) == []
+    two = ohem_mask(logits.expand(2, -1, -1, -1), labels.expand(2, -1, -1), 255, thresh=0.7, min_kept=2)
+    assert int(two.sum()) == 6  # k = 2 images x 2: p_4 of the 10 labelled is 0.69, the threshold stays 0.7
+    assert not ohem_mask(logits, torch.full_like(labels, 255), 255).any()
+
+
+def test_ohem_loss_sums_the_kept_pixels_over_all_labelled_ones():
+    labels = torch.tensor([[[1, 0, 1], [0, 1, 255]]])
+    probs = [[0.1, 0.5, 0.69], [0.71, 0.9, 0.2]]
+    logits = _true_class_logits(probs, labels).requires_grad_()
+    keep = ohem_mask(logits, labels, 255, thresh=0.7, min_kept=1)
+    loss = masked_cross_entropy(logits, labels, 255, keep=keep)
+    expected = -(torch.log(torch.tensor([0.1, 0.5, 0.69]))).sum() / 5
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert logits.grad[0, :, 1, 0].abs().sum() == 0 and logits.grad[0, :, 0, 0].abs().sum() > 0
+
+    config = SegTrainConfig()
+    config.loss.ohem, config.loss.ohem_min_kept = True, 1
+    task = SegTask(config)
+    losses = task.loss(lambda images, return_aux: {"seg": logits}, (torch.zeros(1, 3, 2, 3), labels))
+    torch.testing.assert_close(losses["loss_seg"], expected)
+    config.loss.ohem = False
+    plain = SegTask(config).loss(lambda images, return_aux: {"seg": logits}, (torch.zeros(1, 3, 2, 3), labels))
+    torch.testing.assert_close(plain["loss_seg"], F.cross_entropy(logits, labels, ignore_index=255))
+
+
+def test_negative_ohem_min_kept_is_a_one_line_error():
+    from densevision.errors import DenseVisionError
+
+    config = SegTrainConfig()
+    config.loss.ohem_min_kept = -1
+    with pytest.raises(DenseVisionError, match="--ohem-min-kept -1"):
+        SegTask(config)
 
 
 def test_loss_has_the_weighted_auxiliary_term_and_adamw_skips_norms_and_position_tables():
