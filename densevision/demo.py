@@ -159,10 +159,10 @@ class PoseDemoRecipe:
 
     head: str = "hrnetv2"
     input: int = 128
-    iters: int = 1500
+    iters: int = 800
     batch: int = 32
     lr: float = 1e-3
-    eval_every: int = 250
+    eval_every: int = 200
     tune_seed: int = 1
     tune_images: int = 20
     target: str = "unbiased"
