@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
 from urllib.parse import urlparse
+from urllib.request import Request, urlopen
 
 import torch.hub
 
@@ -29,6 +31,7 @@ AUTO = "auto"
 NONE = "none"
 # timm's weight files in a Hugging Face Hub repo, in the order timm tries them.
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
+HUB_TIMEOUT_S = 10.0
 # Backbone arguments that leave every parameter shape unchanged (ViT position embeddings and Swin bias tables are
 # resampled on load), so ImageNet weights still apply.
 SHAPE_FREE_KWARGS = frozenset({
@@ -122,15 +125,27 @@ def _download_url(url: str, file_hash: str | None, name: str) -> Path:
 
 
 def _download_from_hub(repo_id: str, filenames: tuple[str, ...], name: str) -> Path:
-    """The first of ``filenames`` the Hub repo ``repo_id`` holds, into the Hugging Face cache."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import RemoteEntryNotFoundError
+    """The first of ``filenames`` the Hub repo ``repo_id`` holds, into the Hugging Face cache.
+
+    One short HEAD request finds the file first: an unreachable Hub is one quick error (the Hub client itself
+    retries a refused connection for half a minute, warning at each try).
+    """
+    from huggingface_hub import constants, hf_hub_download
 
     for filename in filenames:
+        url = f"{constants.ENDPOINT}/{repo_id}/resolve/main/{filename}"
+        try:
+            with urlopen(Request(url, method="HEAD", headers={"User-Agent": "densevision"}), timeout=HUB_TIMEOUT_S):
+                pass
+        except HTTPError as exc:
+            if exc.code == 404:
+                continue
+            raise WeightsUnavailable(name, f"cannot download hf-hub:{repo_id} ({url}: HTTP {exc.code})") from None
+        except (OSError, HTTPException, ValueError) as exc:
+            reason = f"{constants.ENDPOINT}: {_first_line(getattr(exc, 'reason', exc))}"
+            raise WeightsUnavailable(name, f"cannot download hf-hub:{repo_id} ({reason})") from None
         try:
             return Path(hf_hub_download(repo_id, filename))
-        except RemoteEntryNotFoundError:
-            continue
         except Exception as exc:  # the Hub client raises many types (connection, HTTP, validation)
             raise WeightsUnavailable(name, f"cannot download hf-hub:{repo_id} ({_first_line(exc)})") from None
     raise CheckpointError(f"{name}: hf-hub:{repo_id} holds none of {', '.join(filenames)}; {LOCAL_FILE_HINT}")

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -33,6 +36,7 @@ from densevision.models.registry import get_pretrained_cfg
 NAME = "cyclemlp_b1"
 TINY = dict(layers=(1, 1, 2, 1), embed_dims=(8, 16, 24, 32), mlp_ratios=(2, 2, 2, 2))
 FILE = "CycleMLP_tiny.pth"
+HRNET_TINY = dict(width=4, stage1_blocks=1, stage1_planes=8, num_modules=(1, 2, 1), num_blocks=(1, 1, 1))
 
 
 class Server:
@@ -200,17 +204,102 @@ def fake_hub_cache(root: Path, repo_id: str, state: dict[str, torch.Tensor]) -> 
 def test_hub_weights_from_the_hugging_face_cache(tmp_path: Path, monkeypatch) -> None:
     import huggingface_hub.constants
 
-    tiny = dict(width=4, stage1_blocks=1, stage1_planes=8, num_modules=(1, 2, 1), num_blocks=(1, 1, 1))
-    state = create_model("hrnet_w18_small", **tiny).state_dict()
+    state = create_model("hrnet_w18_small", **HRNET_TINY).state_dict()
     repo_id = get_pretrained_cfg("hrnet_w18_small")["hf_hub_id"]
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(CheckpointError) as exc:  # offline (the suite's setting) and not cached
-        create_model("hrnet_w18_small", pretrained=True, **tiny)
+        create_model("hrnet_w18_small", pretrained=True, **HRNET_TINY)
     assert f"hf-hub:{repo_id}" in one_line(exc) and "DENSEVISION_OFFLINE=1" in str(exc.value)
     fake_hub_cache(tmp_path / "hub", repo_id, state)
-    assert_same(create_model("hrnet_w18_small", pretrained=True, **tiny), state)
-    body = create_model("hrnet_w18_small", pretrained=True, features_only=True, **tiny)
+    assert_same(create_model("hrnet_w18_small", pretrained=True, **HRNET_TINY), state)
+    body = create_model("hrnet_w18_small", pretrained=True, features_only=True, **HRNET_TINY)
     assert_same(body, state)
+
+
+class FakeHub(http.server.BaseHTTPRequestHandler):
+    """Files of ``root/<repo id>/`` at ``/<repo id>/resolve/main/<file>``, with the headers the Hub client reads."""
+
+    root: Path
+    requests: list[str]
+
+    def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
+        self.reply(body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.reply(body=True)
+
+    def reply(self, body: bool) -> None:
+        self.requests.append(f"{self.command} {self.path}")
+        repo, _, filename = self.path.lstrip("/").partition("/resolve/main/")
+        path = self.root / repo / filename
+        if not path.is_file():
+            self.send_response(404)
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", "0" * 40)
+        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+HUB_SCRIPT = f"""
+import sys, torch, densevision
+model = densevision.create_model("hrnet_w18_small", pretrained=True, **{HRNET_TINY!r})
+expected = torch.load(sys.argv[1])
+assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
+print("loaded")
+"""
+
+
+def test_hub_download_into_the_hugging_face_cache(tmp_path: Path) -> None:
+    """A Hub repo holding ``pytorch_model.bin`` only (no ``model.safetensors``): downloaded once into the Hugging
+    Face cache (a fresh process sets ``HF_ENDPOINT`` to a local fake Hub), then read from there."""
+    repo_id = get_pretrained_cfg("hrnet_w18_small")["hf_hub_id"]
+    (tmp_path / "hub_files" / repo_id).mkdir(parents=True)
+    torch.save(create_model("hrnet_w18_small", **HRNET_TINY).state_dict(), tmp_path / "hub_files" / repo_id /
+               "pytorch_model.bin")
+    handler = type("Hub", (FakeHub,), {"root": tmp_path / "hub_files", "requests": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{httpd.server_port}", "DENSEVISION_OFFLINE": "0",
+           "HF_HUB_CACHE": str(tmp_path / "hf_cache"), "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("HF_HUB_OFFLINE", None)
+    try:
+        for _ in range(2):
+            run = subprocess.run([sys.executable, "-c", HUB_SCRIPT, str(tmp_path / "hub_files" / repo_id /
+                                                                         "pytorch_model.bin")],
+                                 env=env, capture_output=True, text=True, timeout=300)
+            assert run.returncode == 0 and "loaded" in run.stdout, run.stderr
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    gets = [r for r in handler.requests if r.startswith("GET") and "/resolve/" in r]
+    assert gets == [f"GET /{repo_id}/resolve/main/pytorch_model.bin"]
+    assert f"HEAD /{repo_id}/resolve/main/model.safetensors" in handler.requests
+    assert list((tmp_path / "hf_cache").glob(f"models--timm--{repo_id.split('/')[1]}/snapshots/*/pytorch_model.bin"))
+
+
+def test_unreachable_hub_is_one_quick_line(tmp_path: Path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("DENSEVISION_OFFLINE")
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(CheckpointError) as exc:
+        fetch_weights({"hf_hub_id": "timm/nothing.here"}, "x")
+    text = one_line(exc)
+    assert "hf-hub:timm/nothing.here" in text and endpoint in text and 'pretrained="path/to/file.pth"' in text
 
 
 def test_no_known_location_says_how_to_load_a_file() -> None:
