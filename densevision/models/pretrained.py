@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError
 from urllib.parse import urlparse
-from urllib.request import Request, urlopen
+from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 import torch.hub
 
@@ -128,19 +128,22 @@ def _download_from_hub(repo_id: str, filenames: tuple[str, ...], name: str) -> P
     """The first of ``filenames`` the Hub repo ``repo_id`` holds, into the Hugging Face cache.
 
     One short HEAD request finds the file first: an unreachable Hub is one quick error (the Hub client itself
-    retries a refused connection for half a minute, warning at each try).
+    retries a refused connection for half a minute, warning at each try). A redirect (to the storage holding the
+    file, whose signed URLs answer GET only) is not followed: it says the file is there.
     """
     from huggingface_hub import constants, hf_hub_download
 
+    opener = build_opener(_NoRedirect)
     for filename in filenames:
         url = f"{constants.ENDPOINT}/{repo_id}/resolve/main/{filename}"
         try:
-            with urlopen(Request(url, method="HEAD", headers={"User-Agent": "densevision"}), timeout=HUB_TIMEOUT_S):
+            with opener.open(Request(url, method="HEAD", headers={"User-Agent": "densevision"}), timeout=HUB_TIMEOUT_S):
                 pass
         except HTTPError as exc:
             if exc.code == 404:
                 continue
-            raise WeightsUnavailable(name, f"cannot download hf-hub:{repo_id} ({url}: HTTP {exc.code})") from None
+            if not 300 <= exc.code < 400:
+                raise WeightsUnavailable(name, f"cannot download hf-hub:{repo_id} ({url}: HTTP {exc.code})") from None
         except (OSError, HTTPException, ValueError) as exc:
             reason = f"{constants.ENDPOINT}: {_first_line(getattr(exc, 'reason', exc))}"
             raise WeightsUnavailable(name, f"cannot download hf-hub:{repo_id} ({reason})") from None
@@ -149,6 +152,13 @@ def _download_from_hub(repo_id: str, filenames: tuple[str, ...], name: str) -> P
         except Exception as exc:  # the Hub client raises many types (connection, HTTP, validation)
             raise WeightsUnavailable(name, f"cannot download hf-hub:{repo_id} ({_first_line(exc)})") from None
     raise CheckpointError(f"{name}: hf-hub:{repo_id} holds none of {', '.join(filenames)}; {LOCAL_FILE_HINT}")
+
+
+class _NoRedirect(HTTPRedirectHandler):
+    """Redirects come back as ``HTTPError`` 3xx instead of being followed."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def _first_line(exc: object) -> str:

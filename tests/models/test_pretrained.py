@@ -217,35 +217,44 @@ def test_hub_weights_from_the_hugging_face_cache(tmp_path: Path, monkeypatch) ->
 
 
 class FakeHub(http.server.BaseHTTPRequestHandler):
-    """Files of ``root/<repo id>/`` at ``/<repo id>/resolve/main/<file>``, with the headers the Hub client reads."""
+    """The Hub's answers for the files of ``root/<repo id>/``: ``/<repo id>/resolve/main/<file>`` redirects to a
+    storage host (``cdn``: ``/cdn/...``, GET only, as signed URLs are) with the headers the Hub client reads; 404 for
+    files not there."""
 
     root: Path
     requests: list[str]
+    cdn: str
 
     def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
-        self.reply(body=False)
+        self.reply()
 
     def do_GET(self) -> None:  # noqa: N802
-        self.reply(body=True)
+        self.reply()
 
-    def reply(self, body: bool) -> None:
+    def reply(self) -> None:
         self.requests.append(f"{self.command} {self.path}")
-        repo, _, filename = self.path.lstrip("/").partition("/resolve/main/")
+        stored = self.path.startswith("/cdn/")
+        repo, _, filename = self.path.removeprefix("/cdn").lstrip("/").partition("/resolve/main/")
         path = self.root / repo / filename
         if not path.is_file():
-            self.send_response(404)
-            self.send_header("X-Error-Code", "EntryNotFound")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        data = path.read_bytes()
-        self.send_response(200)
-        self.send_header("X-Repo-Commit", "0" * 40)
-        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-        self.send_header("Content-Length", str(len(data)))
+            self.answer(404, {"X-Error-Code": "EntryNotFound"})
+        elif stored and self.command == "HEAD":
+            self.answer(403)
+        elif stored:
+            self.answer(200, body=path.read_bytes())
+        else:
+            data = path.read_bytes()
+            self.answer(302, {"Location": f"{self.cdn}/cdn{self.path}", "X-Repo-Commit": "0" * 40,
+                              "X-Linked-Etag": f'"{hashlib.sha256(data).hexdigest()}"',
+                              "X-Linked-Size": str(len(data))})
+
+    def answer(self, code: int, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
+        self.send_response(code)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if body:
-            self.wfile.write(data)
+        self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -268,8 +277,11 @@ def test_hub_download_into_the_hugging_face_cache(tmp_path: Path) -> None:
     torch.save(create_model("hrnet_w18_small", **HRNET_TINY).state_dict(), tmp_path / "hub_files" / repo_id /
                "pytorch_model.bin")
     handler = type("Hub", (FakeHub,), {"root": tmp_path / "hub_files", "requests": []})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    servers = [http.server.ThreadingHTTPServer((host, 0), handler) for host in ("127.0.0.1", "127.0.0.2")]
+    httpd, storage = servers
+    handler.cdn = f"http://127.0.0.2:{storage.server_port}"
+    for srv in servers:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{httpd.server_port}", "DENSEVISION_OFFLINE": "0",
            "HF_HUB_CACHE": str(tmp_path / "hf_cache"), "HF_HUB_DISABLE_PROGRESS_BARS": "1",
            "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -281,10 +293,11 @@ def test_hub_download_into_the_hugging_face_cache(tmp_path: Path) -> None:
                                  env=env, capture_output=True, text=True, timeout=300)
             assert run.returncode == 0 and "loaded" in run.stdout, run.stderr
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        for srv in servers:
+            srv.shutdown()
+            srv.server_close()
     gets = [r for r in handler.requests if r.startswith("GET") and "/resolve/" in r]
-    assert gets == [f"GET /{repo_id}/resolve/main/pytorch_model.bin"]
+    assert gets == [f"GET /cdn/{repo_id}/resolve/main/pytorch_model.bin"]
     assert f"HEAD /{repo_id}/resolve/main/model.safetensors" in handler.requests
     assert list((tmp_path / "hf_cache").glob(f"models--timm--{repo_id.split('/')[1]}/snapshots/*/pytorch_model.bin"))
 
