@@ -336,7 +336,7 @@ def pose_config(recipe: DemoRecipe, pose: PoseDemoRecipe, data: Mapping[str, Any
     the detector checkpoint ``detector``."""
     backbone_kwargs = plain_value(recipe.detector_model_kwargs.get("backbone_kwargs", {}))
     model = PoseNetConfig(backbone=recipe.detector_backbone, head=pose.head, overrides=backbone_kwargs,
-                          backbone_init=os.fspath(detector), input_size=[pose.input, pose.input],
+                          backbone_weights=None, backbone_init=os.fspath(detector), input_size=[pose.input, pose.input],
                           target=pose.target, decode=pose.decode)
     train = replace(TrainConfig(), iters=pose.iters, batch_size=pose.batch, lr=pose.lr, weight_decay=0.0,
                     schedule="step", warmup_iters=0, eval_every=pose.eval_every, eval_batch_size=64,
