@@ -10,6 +10,7 @@ hash, verified first). ``DENSEVISION_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) allow
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ SHAPE_FREE_KWARGS = frozenset({
     "drop_rate", "drop_path_rate", "attn_drop_rate", "proj_drop_rate", "pos_drop_rate", "img_size", "window_size",
 })
 LOCAL_FILE_HINT = 'pass a local copy with pretrained="path/to/file.pth"'
+_LOGGER = logging.getLogger(__name__)
 
 
 class WeightsUnavailable(CheckpointError):
@@ -213,6 +215,7 @@ def backbone_weights(
 
 
 def _say(line: str) -> None:
-    """One line of the training log (stderr), from the main process only."""
+    """One line of the training log: on stderr from the main process, and logged (INFO) for the run's ``log.txt``."""
+    _LOGGER.info(line)
     if os.environ.get("RANK", "0") == "0":
         print(line, file=sys.stderr, flush=True)

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from densevision.data.synthetic import generate
 from densevision.detection import build_mask_rcnn
-from densevision.detection.config import DetectorTrainConfig, MaskRCNNConfig
+from densevision.detection.config import DetectionDataConfig, DetectorTrainConfig, MaskRCNNConfig
+from densevision.detection.train import data_layout, train_detector
+from densevision.engine import TrainConfig
 from densevision.models import create_model
 from densevision.models.registry import get_pretrained_cfg
 from tests.models.test_pretrained import fake_hub_cache
@@ -62,3 +65,13 @@ def test_none_and_path(tmp_path: Path, hub_cache: Path, capsys) -> None:
     assert scratch.config["frozen_bn"] is False
     err = capsys.readouterr().err
     assert f"weights from {tmp_path / 'cls.pth'}" in err and "(backbone weights: none)" in err
+
+
+def test_the_run_log_says_which(tmp_path: Path) -> None:
+    generate(tmp_path / "data", train=2, val=0, size=64, seed=0, progress=False)
+    data = DetectionDataConfig(**{k: None if v is None else str(v) for k, v in data_layout(tmp_path / "data").items()})
+    config = DetectorTrainConfig(data=data, model=MaskRCNNConfig(backbone=BACKBONE, backbone_kwargs=TINY, **HEADS),
+                                 train=TrainConfig(iters=1, batch_size=2, warmup_iters=0))
+    train_detector(config, tmp_path / "run", device="cpu", progress=False)
+    log = (tmp_path / "run" / "log.txt").read_text().splitlines()
+    assert f"backbone {BACKBONE}: training from scratch (its ImageNet weights do not fit the overrides" in log[0]
