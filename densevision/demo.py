@@ -251,7 +251,8 @@ def _write_card(path: Path, *, weights: Path, command: str, recipe: DemoRecipe, 
 def detector_config(recipe: DemoRecipe, data: Mapping[str, Any]) -> DetectorTrainConfig:
     """The detector's training config that ``recipe`` decides, on ``data`` (``train_json``, ``train_images``,
     ``val_json``, ``val_images``); every other value is the detector recipe's default."""
-    model = {"backbone": recipe.detector_backbone, "min_size": recipe.detector_input,
+    # Trained from scratch: no ImageNet weights (null, as in the runs the shipped weights come from).
+    model = {"backbone": recipe.detector_backbone, "backbone_weights": None, "min_size": recipe.detector_input,
              "max_size": recipe.detector_input, **recipe.detector_model_kwargs}
     train = replace(DetectorTrainConfig().train, iters=recipe.detector_iters, batch_size=recipe.detector_batch,
                     lr=recipe.detector_lr, warmup_iters=recipe.detector_warmup, grad_clip=recipe.detector_grad_clip,
@@ -279,8 +280,8 @@ def segmenter_config(recipe: DemoRecipe, seg: SegDemoRecipe, data: Mapping[str, 
     initialised from the detector checkpoint ``detector``."""
     backbone_kwargs = plain_value(recipe.detector_model_kwargs.get("backbone_kwargs", {}))
     model = SegmenterConfig(backbone=recipe.detector_backbone, head=seg.head, channels=seg.channels,
-                            fpn_channels=seg.fpn_channels, aux=False, backbone_init=os.fspath(detector),
-                            backbone_kwargs=backbone_kwargs)
+                            fpn_channels=seg.fpn_channels, aux=False, backbone_weights=None,
+                            backbone_init=os.fspath(detector), backbone_kwargs=backbone_kwargs)
     data_config = SegDataConfig(**{k: os.fspath(v) for k, v in data.items()}, crop=[seg.crop, seg.crop],
                                 scale=[seg.scale, seg.scale], ratio_range=list(seg.ratio_range),
                                 val_size=seg.test_input)
@@ -335,7 +336,7 @@ def pose_config(recipe: DemoRecipe, pose: PoseDemoRecipe, data: Mapping[str, Any
     the detector checkpoint ``detector``."""
     backbone_kwargs = plain_value(recipe.detector_model_kwargs.get("backbone_kwargs", {}))
     model = PoseNetConfig(backbone=recipe.detector_backbone, head=pose.head, overrides=backbone_kwargs,
-                          backbone_init=os.fspath(detector), input_size=[pose.input, pose.input],
+                          backbone_weights=None, backbone_init=os.fspath(detector), input_size=[pose.input, pose.input],
                           target=pose.target, decode=pose.decode)
     train = replace(TrainConfig(), iters=pose.iters, batch_size=pose.batch, lr=pose.lr, weight_decay=0.0,
                     schedule="step", warmup_iters=0, eval_every=pose.eval_every, eval_batch_size=64,

@@ -1,14 +1,19 @@
-"""A tiny hand-made COCO data set exercising polygons, both RLE forms, crowd, category id 0 and empty images."""
+"""Shared test setup: no test reaches the network for weights (``DENSEVISION_OFFLINE=1``; the tests of downloads
+override it against a local server), and a tiny hand-made COCO data set exercising polygons, both RLE forms, crowd,
+category id 0 and empty images."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
+
+os.environ["DENSEVISION_OFFLINE"] = "1"
 
 
 def square_mask(h: int, w: int, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:

@@ -30,10 +30,11 @@ def run(args: argparse.Namespace) -> int:
     from densevision.detection.config import DetectorTrainConfig
     from densevision.detection.train import train_detector
     from densevision.engine.config import config_from_args
+    from densevision.models.pretrained import setting_file
 
     config = config_from_args(args, DetectorTrainConfig)
     data = config.data
     return run_training(args, config, train_detector, {
         "--data": data.data, "--train-json": data.train_json, "--train-images": data.train_images,
         "--val-json": data.val_json, "--val-images": data.val_images,
-        "--backbone-weights": config.model.backbone_weights})
+        "--backbone-weights": setting_file(config.model.backbone_weights)})

@@ -31,11 +31,12 @@ class MaskRCNNConfig:
     backbone: str = field(default="hrnet_w18_small", metadata={"help": "zoo model name or timm:<name>"})
     backbone_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "backbone constructor overrides, e.g. '{drop_path_rate: 0.1}'"})
-    backbone_weights: str | None = field(default=None, metadata={
-        "help": "backbone checkpoint (classification or dense); not saved in the model spec"})
+    backbone_weights: str | None = field(default="auto", metadata={
+        "help": "backbone starting weights: auto (ImageNet weights when cached or downloadable, else from "
+                "scratch), none, or a checkpoint (classification or dense); not saved in the model spec"})
     freeze_at: int = field(default=0, metadata={"help": "freeze the stem (1) and the first N-1 stages"})
     frozen_bn: bool | None = field(default=None, metadata={
-        "help": "FrozenBatchNorm in the body (default: only with backbone weights)"})
+        "help": "FrozenBatchNorm in the body (default: only when backbone weights are loaded)"})
     heads: Literal["light", "torchvision"] = field(default="light", metadata={
         "help": "head-size preset: light (CPU-friendly) or torchvision's"})
     fpn_channels: int | None = None

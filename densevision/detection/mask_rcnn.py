@@ -31,6 +31,7 @@ from densevision.detection.config import HEAD_SIZE_KEYS, MaskRCNNConfig
 from densevision.detection.heads import BOX_POOL, MASK_POOL, build_box_head, build_mask_branch
 from densevision.engine.config import from_dict, to_dict
 from densevision.errors import DenseVisionError
+from densevision.models.pretrained import backbone_weights
 
 HEAD_PRESETS: dict[str, dict[str, int]] = {
     # Reference probe (hrnet_w18_small + FPN, batch 4, 192², 2 idle CPU cores): "torchvision" > 8 s per
@@ -115,10 +116,12 @@ def build_mask_rcnn(
 
         backbone: zoo model name (``"swin_tiny_patch4_window7_224"``, ``"hrnet_w18_small"``, ...) or
             ``"timm:<name>"`` for any timm model with ``features_only``.
-        backbone_kwargs / backbone_weights: backbone constructor overrides / checkpoint (classification
-            checkpoints are converted; ``trust_checkpoint`` allows one that needs full unpickling).
+        backbone_kwargs / backbone_weights: backbone constructor overrides / starting weights: a checkpoint
+            (classification checkpoints are converted; ``trust_checkpoint`` allows one that needs full
+            unpickling), ``"auto"`` (ImageNet weights when cached or downloadable) or ``"none"``; keyword options
+            start without weights unless ``backbone_weights`` is given, a ``MaskRCNNConfig`` with its own.
         freeze_at: freeze the stem (1) and the first ``freeze_at - 1`` stages.
-        frozen_bn: replace body BatchNorms by ``FrozenBatchNorm2d``; default: only with ``backbone_weights``.
+        frozen_bn: replace body BatchNorms by ``FrozenBatchNorm2d``; default: only when backbone weights load.
         heads: head-size preset, ``"light"`` (CPU-friendly) or ``"torchvision"``; the eight head sizes
             (``HEAD_SIZE_KEYS``) override single values of it.
         min_size, max_size: images are resized so the short side is ``min_size`` (a random choice from a
@@ -139,18 +142,20 @@ def build_mask_rcnn(
             raise DenseVisionError(f"give a MaskRCNNConfig or keyword options, not both ({', '.join(options)})")
         cfg = backbone
     else:
-        cfg = from_dict(MaskRCNNConfig, {"backbone": backbone, **options}, "build_mask_rcnn")
+        cfg = from_dict(MaskRCNNConfig, {"backbone": backbone, "backbone_weights": None, **options},
+                        "build_mask_rcnn")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise DenseVisionError(f"num_classes must be a positive number of categories, got {num_classes!r}")
     _check_cascade(cfg)
     sizes = {key: getattr(cfg, key) if getattr(cfg, key) is not None else HEAD_PRESETS[cfg.heads][key]
              for key in HEAD_SIZE_KEYS}
-    frozen_bn = cfg.backbone_weights is not None if cfg.frozen_bn is None else cfg.frozen_bn
+    weights = backbone_weights(cfg.backbone, cfg.backbone_weights, overrides=cfg.backbone_kwargs)
+    frozen_bn = weights is not None if cfg.frozen_bn is None else cfg.frozen_bn
 
     net = build_detection_backbone(
         cfg.backbone,
         neck_channels=sizes["fpn_channels"],
-        weights=cfg.backbone_weights,
+        weights=weights,
         trust_checkpoint=trust_checkpoint,
         freeze_at=cfg.freeze_at,
         frozen_bn=frozen_bn,

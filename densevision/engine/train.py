@@ -5,7 +5,10 @@ best-metric and checkpoint hooks, AMP, DDP under torchrun, TensorBoard, progress
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,32 @@ def check_resume(run_dir: str | os.PathLike, config: Any) -> None:
                 f"{run_dir}: the recipe differs from the run's saved config in {shown}; "
                 "resume with the run's config.yaml (--config) or start a new run"
             )
+
+
+class _Lines(logging.Handler):
+    """Keeps the messages of the records it handles."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _info_lines(name: str) -> Iterator[list[str]]:
+    """The INFO messages logged under the logger ``name`` while the block runs (e.g. the weights a backbone starts
+    from, which the model builders report)."""
+    handler, logger = _Lines(), logging.getLogger(name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def train_task(
@@ -68,7 +97,8 @@ def train_task(
         raise DenseVisionError("fp16 mixed precision needs a CUDA device; use amp 'bf16' on the CPU")
     dataset = task.build_train_data()
     seed_everything(train.seed)
-    model = task.build_model()
+    with _info_lines("densevision") as setup_lines:
+        model = task.build_model()
     if hasattr(task, "build_optimizer"):  # a task whose recipe is not SGD builds its own
         optimizer, scheduler = task.build_optimizer(model)
     else:
@@ -103,5 +133,7 @@ def train_task(
         resume=resume,
         sync_bn=bool(getattr(task, "sync_bn", False)),
     )
+    for line in setup_lines:  # already on stderr
+        trainer.logger.log(line, echo="never")
     summary = trainer.train()
     return {**summary, "run_dir": Path(run_dir), "checkpoint": trainer.checkpointer.last_path}

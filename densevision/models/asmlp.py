@@ -483,6 +483,8 @@ _CFGS = {
 
 
 def _pretrained_cfg(name: str, num_classes: int) -> dict:
+    """Evaluation settings of the official ImageNet weights; those are shared as OneDrive links (no direct
+    download), so no location is named: load a downloaded copy with ``pretrained=PATH``."""
     return {
         "architecture": name,
         "input_size": (3, 224, 224),
@@ -497,7 +499,7 @@ def _pretrained_cfg(name: str, num_classes: int) -> dict:
     }
 
 
-# timm reads its pretrained configurations (no weights: densevision does not download) from ``default_cfgs``.
+# timm reads its pretrained configurations from ``default_cfgs`` (densevision loads the weights).
 default_cfgs = {name: _pretrained_cfg(name, 1000) for name in _CFGS}
 
 

@@ -20,7 +20,8 @@ def read_checkpoint(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
     """Load a checkpoint file on the CPU.
 
     Uses ``torch.load(weights_only=True)``; files that need full unpickling (training checkpoints holding
-    ``argparse.Namespace`` or yacs configs) are refused unless ``trust_checkpoint=True``.
+    ``argparse.Namespace`` or yacs configs) are refused unless ``trust_checkpoint=True``. A safetensors file (the
+    Hugging Face Hub's format) is read as its dict of tensors.
     """
     if os.path.isdir(path):
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
@@ -28,6 +29,8 @@ def read_checkpoint(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
         raise CheckpointError(f"{path}: checkpoint file not found")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (the file is empty)")
+    if _is_safetensors(path):
+        return _read_safetensors(path)
     try:
         with warnings.catch_warnings():  # the refusal below says what matters; torch's pickle-protocol notes don't
             warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
@@ -55,6 +58,23 @@ def _first_line(exc: BaseException) -> str:
 def _head(path: str | os.PathLike) -> bytes:
     with open(path, "rb") as f:
         return f.read(2)
+
+
+def _is_safetensors(path: str | os.PathLike) -> bool:
+    """Whether the file starts like safetensors: an 8-byte little-endian header length, then a JSON object."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < os.path.getsize(path)
+
+
+def _read_safetensors(path: str | os.PathLike) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
 
 
 def _is_torch_file(path: str | os.PathLike) -> bool:
@@ -115,12 +135,37 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
     model.load_state_dict(state_dict, strict=True)
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike, *, trust_checkpoint: bool = False) -> nn.Module:
+def load_pretrained(
+    model: nn.Module, path: str | os.PathLike, *, trust_checkpoint: bool = False, new_classifier: bool = False
+) -> nn.Module:
     """Load ``path`` into a zoo ``model``, converting upstream formats with the model's
-    ``convert_state_dict(state_dict) -> state_dict`` when it defines one."""
+    ``convert_state_dict(state_dict) -> state_dict`` when it defines one.
+
+    ``new_classifier``: where the checkpoint's classifier (``pretrained_cfg["classifier"]``) does not fit the
+    model's (another number of classes, or none), the model keeps its own (timm's ``pretrained=True``).
+    """
     state = unwrap_state_dict(read_checkpoint(path, trust_checkpoint=trust_checkpoint))
     convert = getattr(model, "convert_state_dict", None)
     if convert is not None:
         state = convert(state)
+    if new_classifier:
+        state = _keep_own_classifier(model, state)
     load_state_dict_checked(model, state, str(path))
     return model
+
+
+def _keep_own_classifier(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with the model's own classifier tensors when the checkpoint's differ in names or shapes."""
+    head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
+    if not head:
+        return state
+    own = model.state_dict()
+
+    def in_head(key: str) -> bool:
+        return key == head or key.startswith(f"{head}.")
+
+    theirs = {k: tuple(v.shape) for k, v in state.items() if in_head(k)}
+    ours = {k: tuple(v.shape) for k, v in own.items() if in_head(k)}
+    if theirs == ours:
+        return state
+    return {**{k: v for k, v in state.items() if not in_head(k)}, **{k: v for k, v in own.items() if in_head(k)}}

@@ -432,8 +432,10 @@ _CROP_PCT = {"cyclemlp_b1": 0.9, "cyclemlp_b2": 0.9, "cyclemlp_b3": 0.9, "cyclem
 
 
 def _pretrained_cfg(name: str, num_classes: int) -> dict:
+    """The official ImageNet weights (ShoufaChen/CycleMLP release v0.1) and their evaluation settings."""
     return {
         "architecture": name,
+        "url": f"https://github.com/ShoufaChen/CycleMLP/releases/download/v0.1/CycleMLP_B{name[-1]}.pth",
         "input_size": (3, 224, 224),
         "pool_size": (7, 7),
         "mean": IMAGENET_MEAN,
@@ -446,7 +448,7 @@ def _pretrained_cfg(name: str, num_classes: int) -> dict:
     }
 
 
-# timm reads its pretrained configurations (no weights: densevision does not download) from ``default_cfgs``.
+# timm reads its pretrained configurations from ``default_cfgs`` (densevision loads the weights).
 default_cfgs = {name: _pretrained_cfg(name, 1000) for name in _CFGS}
 
 

@@ -499,8 +499,11 @@ _CFGS = {
 
 
 def _pretrained_cfg(name: str, num_classes: int) -> dict:
+    """timm's configuration of the official (HRNet-Image-Classification) ImageNet weights, which timm hosts
+    unchanged as ``<name>.ms_in1k``."""
     return {
         "architecture": name,
+        "hf_hub_id": f"timm/{name}.ms_in1k",
         "input_size": (3, 224, 224),
         "pool_size": (7, 7),
         "mean": IMAGENET_MEAN,
@@ -511,6 +514,9 @@ def _pretrained_cfg(name: str, num_classes: int) -> dict:
         "first_conv": "conv1",
         "classifier": "classifier",
     }
+
+
+default_cfgs = {name: _pretrained_cfg(name, 1000) for name in _CFGS}
 
 
 def _create_hrnet(

@@ -81,8 +81,12 @@ class PoseHRNet(HRNetBody):
 
 
 def _pretrained_cfg(name: str, num_joints: int) -> dict:
+    """Settings of the official COCO weights (released as Google Drive / OneDrive folders, so no download location
+    is named: load a downloaded copy with ``pretrained=PATH``); ``body_variant`` is the classification HRNet whose
+    ImageNet weights start the body in training (:meth:`PoseHRNet.load_body_weights`)."""
     return {
         "architecture": name,
+        "body_variant": name.removeprefix("pose_"),
         "input_size": (3, 256, 192),
         "mean": IMAGENET_MEAN,
         "std": IMAGENET_STD,
@@ -91,6 +95,9 @@ def _pretrained_cfg(name: str, num_joints: int) -> dict:
         "heatmap_stride": HEATMAP_STRIDE,
         "first_conv": "conv1",
     }
+
+
+default_cfgs = {name: _pretrained_cfg(name, COCO_NUM_JOINTS) for name in ("pose_hrnet_w32", "pose_hrnet_w48")}
 
 
 def _create_pose_hrnet(name: str, default_width: int, *, num_joints: int = COCO_NUM_JOINTS, features_only: bool = False,

@@ -1,8 +1,9 @@
 """The model zoo registry: ``register_model``, ``create_model``, ``list_models``.
 
-Each family module registers one function per variant. A variant function takes keyword arguments only
-(``num_classes``, ``features_only``, ``out_indices`` and architecture overrides) and returns either the
-classification model or its multi-scale feature extractor. ``create_model`` adds checkpoint loading.
+Each family module registers one function per variant and lists each variant's default ``pretrained_cfg`` in its
+``default_cfgs`` (timm's layout). A variant function takes keyword arguments only (``num_classes``,
+``features_only``, ``out_indices`` and architecture overrides) and returns either the classification model or its
+multi-scale feature extractor. ``create_model`` adds weights: a checkpoint file, or the released ones.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import difflib
 import fnmatch
 import inspect
 import os
+import sys
 from collections.abc import Callable, Sequence
 
 from torch import nn
@@ -55,12 +57,10 @@ def _join_timm_registry(name: str, fn: Callable[..., nn.Module]) -> None:
 
     def timm_entry(pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None,
                    **kwargs) -> nn.Module:
+        model = fn(**kwargs)
         if pretrained:
-            raise DenseVisionError(
-                f"{name}: densevision does not download weights; use "
-                f"densevision.create_model({name!r}, pretrained=PATH)"
-            )
-        return fn(**kwargs)
+            load_released_weights(model, name)
+        return model
 
     timm_entry.__name__ = name
     timm_entry.__qualname__ = name
@@ -109,6 +109,13 @@ def list_models(pattern: str | None = None, *, kind: str | None = BACKBONE) -> l
     return names
 
 
+def get_pretrained_cfg(name: str) -> dict:
+    """The ``pretrained_cfg`` of a registered variant's released weights (its family's ``default_cfgs`` entry),
+    without building the model."""
+    fn = _lookup(name)
+    return dict(sys.modules[fn.__module__].default_cfgs[name])
+
+
 def model_family(name: str) -> str:
     """The family (module) name of a registered model, e.g. ``"swin"``."""
     _lookup(name)
@@ -127,7 +134,7 @@ def _lookup(name: str) -> Callable[..., nn.Module]:
 def create_model(
     name: str,
     *,
-    pretrained: str | os.PathLike | None = None,
+    pretrained: bool | str | os.PathLike | None = None,
     num_classes: int = 1000,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
@@ -138,7 +145,9 @@ def create_model(
 
     Args:
         name: a registered name (timm's name where timm has the same architecture).
-        pretrained: path of a checkpoint (official, timm or densevision format; detected automatically).
+        pretrained: True for the released weights its ``pretrained_cfg`` names (downloaded once into the cache; a
+            classifier for another number of classes keeps its new head), or the path of a checkpoint (official,
+            timm or densevision format; detected automatically); None / False: random initialisation.
         num_classes: classifier outputs (ignored with ``features_only``).
         features_only: return a feature extractor whose forward gives a list of NCHW maps (any H, W).
         out_indices: which feature levels to return (default: all four, strides 4/8/16/32).
@@ -154,9 +163,20 @@ def create_model(
         model = fn(features_only=True, out_indices=out_indices, **kwargs)
     else:
         model = fn(num_classes=num_classes, **kwargs)
-    if pretrained is not None:
+    if pretrained is True:
+        load_released_weights(model, name, trust_checkpoint=trust_checkpoint)
+    elif pretrained is not None and pretrained is not False:
         load_pretrained(model, pretrained, trust_checkpoint=trust_checkpoint)
     return model
+
+
+def load_released_weights(model: nn.Module, name: str, *, trust_checkpoint: bool = False) -> nn.Module:
+    """Load the weights ``model.pretrained_cfg`` names (cached, else downloaded), keeping the model's own classifier
+    where the weights' one does not fit (another number of classes)."""
+    from densevision.models.pretrained import fetch_weights
+
+    path = fetch_weights(getattr(model, "pretrained_cfg", None) or {}, name)
+    return load_pretrained(model, path, trust_checkpoint=trust_checkpoint, new_classifier=True)
 
 
 def _import_families() -> None:

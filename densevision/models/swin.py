@@ -595,56 +595,85 @@ def _cfg(img_size: int = 224, **kwargs: Any) -> dict[str, Any]:
     }
 
 
+_ARCHS: dict[str, dict[str, Any]] = {
+    "swin_tiny_patch4_window7_224": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    "swin_small_patch4_window7_224": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    "swin_base_patch4_window7_224": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+    "swin_large_patch4_window7_224": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
+    "swin_base_patch4_window12_384": dict(img_size=384, window_size=12, embed_dim=128, depths=(2, 2, 18, 2),
+                                          num_heads=(4, 8, 16, 32)),
+    "swin_large_patch4_window12_384": dict(img_size=384, window_size=12, embed_dim=192, depths=(2, 2, 18, 2),
+                                           num_heads=(6, 12, 24, 48)),
+}
+# The weights timm loads by default (Microsoft's release in timm's layout): ImageNet-1k for Swin-T, ImageNet-22k
+# fine-tuned on 1k for the others.
+_HUB_TAGS = {
+    "swin_tiny_patch4_window7_224": "ms_in1k",
+    "swin_small_patch4_window7_224": "ms_in22k_ft_in1k",
+    "swin_base_patch4_window7_224": "ms_in22k_ft_in1k",
+    "swin_large_patch4_window7_224": "ms_in22k_ft_in1k",
+    "swin_base_patch4_window12_384": "ms_in22k_ft_in1k",
+    "swin_large_patch4_window12_384": "ms_in22k_ft_in1k",
+}
+
+
+def _weights_cfg(name: str) -> dict[str, str]:
+    return {"architecture": name, "hf_hub_id": f"timm/{name}.{_HUB_TAGS[name]}"}
+
+
+default_cfgs = {name: _cfg(arch.get("img_size", 224), **_weights_cfg(name)) for name, arch in _ARCHS.items()}
+
+
 def _create_swin(
-    arch: dict[str, Any],
+    name: str,
     *,
     num_classes: int = 1000,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    args = {**arch, **kwargs}
+    args = {**_ARCHS[name], **kwargs}
     if features_only:
         img_size = args.pop("img_size", 224)
         model = SwinFeatures(out_indices=out_indices, **features_kwargs(_swin_trunk, args))
         model.pretrained_cfg = _cfg(img_size, num_classes=0)
-        return model
-    return SwinTransformer(num_classes=num_classes, **args)
+    else:
+        model = SwinTransformer(num_classes=num_classes, **args)
+    model.pretrained_cfg.update(_weights_cfg(name))
+    return model
 
 
 @register_model
 def swin_tiny_patch4_window7_224(**kwargs: Any) -> nn.Module:
     """Swin-T: C 96, depths 2-2-6-2, heads 3-6-12-24, window 7, 224²."""
-    return _create_swin(dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)), **kwargs)
+    return _create_swin("swin_tiny_patch4_window7_224", **kwargs)
 
 
 @register_model
 def swin_small_patch4_window7_224(**kwargs: Any) -> nn.Module:
     """Swin-S: C 96, depths 2-2-18-2, heads 3-6-12-24, window 7, 224²."""
-    return _create_swin(dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)), **kwargs)
+    return _create_swin("swin_small_patch4_window7_224", **kwargs)
 
 
 @register_model
 def swin_base_patch4_window7_224(**kwargs: Any) -> nn.Module:
     """Swin-B: C 128, depths 2-2-18-2, heads 4-8-16-32, window 7, 224²."""
-    return _create_swin(dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)), **kwargs)
+    return _create_swin("swin_base_patch4_window7_224", **kwargs)
 
 
 @register_model
 def swin_large_patch4_window7_224(**kwargs: Any) -> nn.Module:
     """Swin-L: C 192, depths 2-2-18-2, heads 6-12-24-48, window 7, 224²."""
-    return _create_swin(dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)), **kwargs)
+    return _create_swin("swin_large_patch4_window7_224", **kwargs)
 
 
 @register_model
 def swin_base_patch4_window12_384(**kwargs: Any) -> nn.Module:
     """Swin-B at 384²: window 12."""
-    arch = dict(img_size=384, window_size=12, embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))
-    return _create_swin(arch, **kwargs)
+    return _create_swin("swin_base_patch4_window12_384", **kwargs)
 
 
 @register_model
 def swin_large_patch4_window12_384(**kwargs: Any) -> nn.Module:
     """Swin-L at 384²: window 12."""
-    arch = dict(img_size=384, window_size=12, embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48))
-    return _create_swin(arch, **kwargs)
+    return _create_swin("swin_large_patch4_window12_384", **kwargs)

@@ -442,59 +442,90 @@ def _cfg(img_size: int, num_classes: int) -> dict[str, Any]:
     }
 
 
+_ARCHS: dict[str, dict[str, Any]] = {
+    "vit_tiny_patch16_224": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
+    "vit_small_patch16_224": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
+    "vit_small_patch32_224": dict(patch_size=32, embed_dim=384, depth=12, num_heads=6),
+    "vit_base_patch16_224": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
+    "vit_base_patch32_224": dict(patch_size=32, embed_dim=768, depth=12, num_heads=12),
+    "vit_large_patch16_224": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
+    "vit_large_patch32_224": dict(patch_size=32, embed_dim=1024, depth=24, num_heads=16),
+}
+# The weights timm loads by default: AugReg ImageNet-21k fine-tuned on 1k (AugReg2 for ViT-B/16); ViT-L/32 has
+# only the original ImageNet-21k weights, without a classifier.
+_HUB_TAGS = {
+    "vit_tiny_patch16_224": "augreg_in21k_ft_in1k",
+    "vit_small_patch16_224": "augreg_in21k_ft_in1k",
+    "vit_small_patch32_224": "augreg_in21k_ft_in1k",
+    "vit_base_patch16_224": "augreg2_in21k_ft_in1k",
+    "vit_base_patch32_224": "augreg_in21k_ft_in1k",
+    "vit_large_patch16_224": "augreg_in21k_ft_in1k",
+    "vit_large_patch32_224": "orig_in21k",
+}
+
+
+def _weights_cfg(name: str) -> dict[str, str]:
+    return {"architecture": name, "hf_hub_id": f"timm/{name}.{_HUB_TAGS[name]}"}
+
+
+default_cfgs = {name: {**_cfg(224, 1000), **_weights_cfg(name)} for name in _ARCHS}
+
+
 def _create_vit(
-    arch: dict[str, Any],
+    name: str,
     *,
     num_classes: int = 1000,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    args = {**arch, **kwargs}
+    args = {**_ARCHS[name], **kwargs}
     if features_only:
         model = ViTFeatures(out_indices=out_indices, **features_kwargs(_ViTTrunk, args))
         model.pretrained_cfg = _cfg(args.get("img_size", 224), 0)
-        return model
-    return VisionTransformer(num_classes=num_classes, **args)
+    else:
+        model = VisionTransformer(num_classes=num_classes, **args)
+    model.pretrained_cfg.update(_weights_cfg(name))
+    return model
 
 
 @register_model
 def vit_tiny_patch16_224(**kwargs: Any) -> nn.Module:
     """ViT-Ti/16: D 192, depth 12, 3 heads."""
-    return _create_vit(dict(patch_size=16, embed_dim=192, depth=12, num_heads=3), **kwargs)
+    return _create_vit("vit_tiny_patch16_224", **kwargs)
 
 
 @register_model
 def vit_small_patch16_224(**kwargs: Any) -> nn.Module:
     """ViT-S/16: D 384, depth 12, 6 heads."""
-    return _create_vit(dict(patch_size=16, embed_dim=384, depth=12, num_heads=6), **kwargs)
+    return _create_vit("vit_small_patch16_224", **kwargs)
 
 
 @register_model
 def vit_small_patch32_224(**kwargs: Any) -> nn.Module:
     """ViT-S/32: D 384, depth 12, 6 heads."""
-    return _create_vit(dict(patch_size=32, embed_dim=384, depth=12, num_heads=6), **kwargs)
+    return _create_vit("vit_small_patch32_224", **kwargs)
 
 
 @register_model
 def vit_base_patch16_224(**kwargs: Any) -> nn.Module:
     """ViT-B/16: D 768, depth 12, 12 heads."""
-    return _create_vit(dict(patch_size=16, embed_dim=768, depth=12, num_heads=12), **kwargs)
+    return _create_vit("vit_base_patch16_224", **kwargs)
 
 
 @register_model
 def vit_base_patch32_224(**kwargs: Any) -> nn.Module:
     """ViT-B/32: D 768, depth 12, 12 heads."""
-    return _create_vit(dict(patch_size=32, embed_dim=768, depth=12, num_heads=12), **kwargs)
+    return _create_vit("vit_base_patch32_224", **kwargs)
 
 
 @register_model
 def vit_large_patch16_224(**kwargs: Any) -> nn.Module:
     """ViT-L/16: D 1024, depth 24, 16 heads."""
-    return _create_vit(dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16), **kwargs)
+    return _create_vit("vit_large_patch16_224", **kwargs)
 
 
 @register_model
 def vit_large_patch32_224(**kwargs: Any) -> nn.Module:
     """ViT-L/32: D 1024, depth 24, 16 heads."""
-    return _create_vit(dict(patch_size=32, embed_dim=1024, depth=24, num_heads=16), **kwargs)
+    return _create_vit("vit_large_patch32_224", **kwargs)

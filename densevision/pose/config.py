@@ -29,6 +29,10 @@ class PoseNetConfig:
     weights: str | None = field(default=None, metadata={
         "help": "checkpoint of the pose network (e.g. an official release) or of the backbone; not saved in "
                 "the model spec"})
+    backbone_weights: str | None = field(default="auto", metadata={
+        "help": "without --weights, the starting weights of the backbone (of the HRNet body of --model): auto "
+                "(ImageNet weights when cached or downloadable, else from scratch; none with --backbone-init), "
+                "none, or a checkpoint"})
     backbone_init: str | None = field(default=None, metadata={
         "help": "initialise the backbone from this checkpoint's tensors under --backbone-init-prefix (e.g. a "
                 "densevision detector on the same backbone)"})

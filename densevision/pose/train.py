@@ -24,6 +24,7 @@ from densevision.engine.checkpoint import init_from_checkpoint
 from densevision.errors import DenseVisionError
 from densevision.evaluation.coco import CocoEvaluator
 from densevision.io import write_json
+from densevision.models.pretrained import AUTO, NONE, backbone_weights
 from densevision.pose.config import PoseNetConfig, PoseTrainConfig
 from densevision.pose.model import TopDownPose, build_pose_model, pose_model_spec
 from densevision.pose.predict import gt_box_instances, predict_keypoints
@@ -80,8 +81,22 @@ class PoseTask:
 
     def build_model(self) -> TopDownPose:
         net = self.config.model
+        if net.weights is not None and net.backbone_weights not in (AUTO, NONE, None):
+            raise DenseVisionError("give --weights or --backbone-weights, not both")
+        # Without --weights, the backbone (a pose HRNet's body) starts from --backbone-weights; --backbone-init
+        # replaces every backbone tensor, so auto fetches nothing for it.
+        start = net.backbone_weights if net.weights is None else None
+        if net.backbone_init is not None and start == AUTO:
+            start = None
+        weights = net.weights
+        if net.backbone is not None and net.model is None and start is not None:
+            weights = backbone_weights(net.backbone, start, overrides=net.overrides)
         model = build_pose_model(num_joints=self.layout.num_joints, input_size=net.input_size, model=net.model,
-                                 backbone=net.backbone, head=net.head, overrides=net.overrides, weights=net.weights)
+                                 backbone=net.backbone, head=net.head, overrides=net.overrides, weights=weights)
+        if net.model is not None and start is not None:
+            body = backbone_weights(model.network.pretrained_cfg["body_variant"], start, overrides=net.overrides)
+            if body is not None:
+                model.network.load_body_weights(body)
         if net.backbone_init is not None:
             if net.backbone is None:
                 raise DenseVisionError("--backbone-init goes with --backbone (a zoo pose network loads --weights)")

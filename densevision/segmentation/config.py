@@ -22,7 +22,9 @@ class SegmenterConfig:
 
     backbone: str = field(default="swin_tiny_patch4_window7_224", metadata={"help": "zoo name or timm:<model>"})
     head: Literal["upernet", "fpn", "hrnetv2"] = field(default="upernet", metadata={"help": "decode head"})
-    weights: str | None = field(default=None, metadata={"help": "ImageNet checkpoint of the backbone"})
+    backbone_weights: str | None = field(default="auto", metadata={
+        "help": "backbone starting weights: auto (ImageNet weights when cached or downloadable, else from "
+                "scratch; none with --backbone-init), none, or a checkpoint of the backbone"})
     backbone_init: str | None = field(default=None, metadata={
         "help": "checkpoint of another model on the same backbone (e.g. a detector) whose backbone tensors "
                 "initialise this one"})

@@ -26,6 +26,7 @@ from densevision.data.seg_formats import FORMAT_USAGE, label_map_data
 from densevision.engine import build_optimizer, build_scheduler, inference_on_dataset, train_task, unwrap_model
 from densevision.errors import DenseVisionError
 from densevision.evaluation.semantic import SemanticEvaluator
+from densevision.models.pretrained import AUTO, backbone_weights
 from densevision.segmentation.config import SegTrainConfig
 from densevision.segmentation.model import Segmenter, build_segmenter, init_backbone_from, segmenter_spec
 from densevision.segmentation.predict import image_logits
@@ -102,7 +103,10 @@ class SegTask:
 
     def build_model(self) -> Segmenter:
         m = self.config.model
-        model = build_segmenter(m.backbone, m.head, len(self.classes), weights=m.weights, channels=m.channels,
+        # --backbone-init replaces every backbone tensor: under auto, no ImageNet weights are fetched for it.
+        setting = None if m.backbone_init is not None and m.backbone_weights == AUTO else m.backbone_weights
+        weights = backbone_weights(m.backbone, setting, overrides=m.backbone_kwargs)
+        model = build_segmenter(m.backbone, m.head, len(self.classes), weights=weights, channels=m.channels,
                                 fpn_channels=m.fpn_channels, dropout=m.dropout, aux=m.aux,
                                 aux_channels=m.aux_channels, classes=self.classes, backbone_kwargs=m.backbone_kwargs)
         if m.backbone_init is not None:
