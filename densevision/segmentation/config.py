@@ -24,7 +24,8 @@ class SegmenterConfig:
     head: Literal["upernet", "fpn", "hrnetv2"] = field(default="upernet", metadata={"help": "decode head"})
     backbone_weights: str | None = field(default="auto", metadata={
         "help": "backbone starting weights: auto (ImageNet weights when cached or downloadable, else from "
-                "scratch; none with --backbone-init), none, or a checkpoint of the backbone"})
+                "scratch; none with --backbone-init), none, or a checkpoint: of the backbone, or of a whole "
+                "mmsegmentation / HRNet-Semantic-Segmentation segmenter (its heads load too)"})
     backbone_init: str | None = field(default=None, metadata={
         "help": "checkpoint of another model on the same backbone (e.g. a detector) whose backbone tensors "
                 "initialise this one"})
