@@ -5,9 +5,8 @@ A detector checkpoint is a training checkpoint of :mod:`densevision.engine` (a r
 ``best.pt``, else ``last.pt``) or an exported file (:func:`export_detector`); both hold the weights under
 ``"model"`` and a ``mask_rcnn`` model spec: the builder config (``build_mask_rcnn(**config)``), the data
 set's categories in label order and, for Keypoint R-CNN, its keypoint layout, so nothing else is needed to
-predict (checkpoints of earlier versions keep
-them in ``config["detector"]``). The same :func:`run_detector` produces the in-training evaluation and ``densevision
-predict`` output, so both score identically.
+predict (checkpoints of earlier versions keep them in ``config["detector"]``). The same :func:`run_detector`
+produces the in-training evaluation and ``densevision predict`` output, so both score identically.
 """
 
 from __future__ import annotations
