@@ -1,4 +1,4 @@
-"""``densevision detect predict`` (also ``densevision predict``): run a trained Mask R-CNN on images, write COCO
+"""``densevision detect predict`` (also ``densevision predict``): run a trained detector on images, write COCO
 results (and overlay PNGs)."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from densevision.cli._types import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``predict``."""
     parser.description = (
-        "Write a COCO results json (RLE masks, the data set's category ids) for a folder of images or one image. "
+        "Write a COCO results json (RLE masks, the data set's category ids; a Keypoint R-CNN adds each detection's "
+        "keypoints [x, y, score] x K of its category) for a folder of images or one image. "
         "With --ann the image ids and file names come from that COCO json, so `densevision detect eval` can score "
         "the output; without it images get ids in sorted file-name order and OUT.images.json is written beside "
         "the results."

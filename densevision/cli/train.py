@@ -1,5 +1,5 @@
-"""``densevision detect train`` (alias ``train``): train Mask R-CNN or Cascade Mask R-CNN on COCO-format data
-(also under ``torchrun -m densevision detect train``). Its flags are generated from
+"""``densevision detect train`` (alias ``train``): train Mask R-CNN, Cascade Mask R-CNN or Keypoint R-CNN on
+COCO-format data (also under ``torchrun -m densevision detect train``). Its flags are generated from
 :class:`densevision.detection.config.DetectorTrainConfig`."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from densevision.cli._training import add_training_arguments, run_training
 
 DESCRIPTION = (
     "Train Mask R-CNN (or Cascade Mask R-CNN: --detector cascade_mask_rcnn) on COCO-format data with periodic "
-    "COCO evaluation (bbox, segm, boundary AP). Every "
+    "COCO evaluation (bbox, segm, boundary AP). --detector keypoint_rcnn trains Keypoint R-CNN on COCO keypoint "
+    "data (categories with 'keypoints' names, any number each): boxes and keypoints (masks too with "
+    "--keypoint-masks), evaluated with bbox and keypoint OKS AP. Every "
     "configuration value has a flag, can come from --config FILE.yaml (e.g. a run's config.yaml) and can be "
     "overridden with --set key.path=value. The run directory gets config.yaml, checkpoints (last.pt, best.pt), "
     "metrics.json, loss_curve.png and eval/; `densevision detect predict --checkpoint RUN_DIR` needs nothing else."

@@ -1,7 +1,8 @@
 """Joint transforms of an image and its detection target; each is ``(image, target) -> (image, target)``.
 
-``image`` is float32 3×H×W in [0, 1]; the target holds ``boxes`` (N×4 XYXY) and ``masks`` (N×H×W uint8), kept
-consistent with the image. Randomness comes from torch's global generator, so seeding the run makes it repeatable.
+``image`` is float32 3×H×W in [0, 1]; the target holds ``boxes`` (N×4 XYXY), ``masks`` (N×H×W uint8) and
+possibly ``keypoints`` (N×J×3 ``[x, y, v]``), kept consistent with the image. Randomness comes from torch's
+global generator, so seeding the run makes it repeatable.
 """
 
 from __future__ import annotations
@@ -65,10 +66,16 @@ class ResizeShortest:
 
 
 class RandomHorizontalFlip:
-    """Mirror image, masks and boxes with probability ``p``."""
+    """Mirror image, masks, boxes and keypoints with probability ``p``.
 
-    def __init__(self, p: float = 0.5) -> None:
+    Labelled keypoints (v > 0) get ``x -> W - x``; channel ``j`` then takes the keypoint of channel
+    ``flip_index[j]`` (its left/right mirror, e.g. :attr:`~densevision.data.keypoints.KeypointLayout.flip_index`;
+    default: every channel keeps its keypoint).
+    """
+
+    def __init__(self, p: float = 0.5, flip_index: Sequence[int] | None = None) -> None:
         self.p = p
+        self.flip_index = None if flip_index is None else list(flip_index)
 
     def __call__(self, image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
         if float(torch.rand(())) >= self.p:
@@ -81,6 +88,10 @@ class RandomHorizontalFlip:
             boxes = target["boxes"].clone()
             boxes[:, [0, 2]] = w - target["boxes"][:, [2, 0]]
             target["boxes"] = boxes
+        if "keypoints" in target:
+            keypoints = target["keypoints"].clone()
+            keypoints[..., 0] = torch.where(keypoints[..., 2] > 0, w - keypoints[..., 0], keypoints[..., 0])
+            target["keypoints"] = keypoints if self.flip_index is None else keypoints[:, self.flip_index]
         return image.flip(-1), target
 
 

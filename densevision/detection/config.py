@@ -1,5 +1,5 @@
-"""Typed configurations of Mask R-CNN / Cascade Mask R-CNN and of their training recipe; every default of the
-detector lives here.
+"""Typed configurations of Mask R-CNN / Cascade Mask R-CNN / Keypoint R-CNN and of their training recipe; every
+default of the detector lives here.
 
 Torch-free at import: the command line builds its flags from these classes.
 """
@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 from densevision.engine.config import TrainConfig
 
-# The eight head sizes; None takes the value of the ``heads`` preset (see ``mask_rcnn.HEAD_PRESETS``).
+# The head sizes; None takes the value of the ``heads`` preset (see ``mask_rcnn.HEAD_PRESETS``).
 HEAD_SIZE_KEYS = (
     "fpn_channels", "mask_head_channels", "box_head_dim", "rois_per_image", "rpn_pre_nms_top_n_train",
-    "rpn_post_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test",
+    "rpn_post_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test", "keypoint_head_channels",
+    "keypoint_head_layers",
 )
 
 
@@ -22,12 +23,15 @@ HEAD_SIZE_KEYS = (
 class MaskRCNNConfig:
     """What :func:`densevision.detection.build_mask_rcnn` builds (besides the number of classes).
 
-    ``detector`` picks Mask R-CNN or Cascade Mask R-CNN (:mod:`densevision.detection.cascade`); the
-    ``cascade_*`` fields only matter for the cascade, ``box_head`` for both.
+    ``detector`` picks Mask R-CNN, Cascade Mask R-CNN (:mod:`densevision.detection.cascade`) or Keypoint R-CNN
+    (:mod:`densevision.detection.keypoint_rcnn`: boxes and keypoints, masks too with ``keypoint_masks``); the
+    ``cascade_*`` fields only matter for the cascade, the ``keypoint_*`` ones for Keypoint R-CNN, ``box_head``
+    for all.
     """
 
-    detector: Literal["mask_rcnn", "cascade_mask_rcnn"] = field(default="mask_rcnn", metadata={
-        "help": "mask_rcnn, or cascade_mask_rcnn (three box stages at IoU 0.5/0.6/0.7)"})
+    detector: Literal["mask_rcnn", "cascade_mask_rcnn", "keypoint_rcnn"] = field(default="mask_rcnn", metadata={
+        "help": "mask_rcnn, cascade_mask_rcnn (three box stages at IoU 0.5/0.6/0.7), or keypoint_rcnn (boxes and "
+                "keypoints of COCO keypoint data; masks too with keypoint_masks)"})
     backbone: str = field(default="hrnet_w18_small", metadata={"help": "zoo model name or timm:<name>"})
     backbone_kwargs: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "backbone constructor overrides, e.g. '{drop_path_rate: 0.1}'"})
@@ -47,6 +51,8 @@ class MaskRCNNConfig:
     rpn_post_nms_top_n_train: int | None = None
     rpn_pre_nms_top_n_test: int | None = None
     rpn_post_nms_top_n_test: int | None = None
+    keypoint_head_channels: int | None = None
+    keypoint_head_layers: int | None = None
     min_size: int | list[int] | None = field(default=None, metadata={
         "help": "short image side (several: random per batch while training); default: training data median"})
     max_size: int | None = field(default=None, metadata={"help": "long image side cap"})
@@ -71,6 +77,8 @@ class MaskRCNNConfig:
         "help": "one mask head per stage, averaged at test (mmdetection), or one on the final boxes (detectron2)"})
     cascade_score_average: Literal["logits", "probabilities"] = field(default="logits", metadata={
         "help": "average the stages' logits (mmdetection) or their softmax probabilities (detectron2)"})
+    keypoint_masks: bool = field(default=False, metadata={
+        "help": "keypoint_rcnn: also a mask head (boxes, masks and keypoints, as Mask R-CNN's joint model)"})
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
     box_detections_per_img: int = 100

@@ -1,4 +1,5 @@
-"""Mask R-CNN and Cascade Mask R-CNN over any zoo or timm backbone, assembled from torchvision's detection parts.
+"""Mask R-CNN, Cascade Mask R-CNN and Keypoint R-CNN over any zoo or timm backbone, assembled from torchvision's
+detection parts.
 
 ``build_mask_rcnn("hrnet_w18_small", 5)`` wires: body -> FPN (HRNetV2p for HRNet) -> RPN
 (``AnchorGenerator`` with one anchor size per level, ``anchor_scale × stride``) -> ``RoIHeads``
@@ -7,7 +8,9 @@
 sizes are choices (``heads="light"`` or ``"torchvision"`` presets, each value overridable); the builder's
 options and their defaults are :class:`~densevision.detection.config.MaskRCNNConfig`. With
 ``detector="cascade_mask_rcnn"`` the same body, neck and RPN feed
-:class:`~densevision.detection.cascade.CascadeRoIHeads` instead of ``RoIHeads``.
+:class:`~densevision.detection.cascade.CascadeRoIHeads` instead of ``RoIHeads``; with ``detector="keypoint_rcnn"``
+torchvision's ``RoIHeads`` get its keypoint branch (14×14 RoIAlign, a conv stack, 56×56 heatmaps, one channel per
+keypoint of the stacked layout) and, unless ``keypoint_masks``, lose the mask branch.
 """
 
 from __future__ import annotations
@@ -22,13 +25,20 @@ from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes, resize_keypoints
 from torchvision.ops import MultiScaleRoIAlign
 
 from densevision.detection.backbone import DetectionBackbone, build_detection_backbone
 from densevision.detection.cascade import build_cascade_roi_heads
 from densevision.detection.config import HEAD_SIZE_KEYS, MaskRCNNConfig
-from densevision.detection.heads import BOX_POOL, MASK_POOL, build_box_head, build_mask_branch
+from densevision.detection.heads import (
+    BOX_POOL,
+    KEYPOINT_POOL,
+    MASK_POOL,
+    build_box_head,
+    build_keypoint_branch,
+    build_mask_branch,
+)
 from densevision.engine.config import from_dict, to_dict
 from densevision.errors import DenseVisionError
 from densevision.models.pretrained import backbone_weights
@@ -45,6 +55,8 @@ HEAD_PRESETS: dict[str, dict[str, int]] = {
         "rpn_post_nms_top_n_train": 300,
         "rpn_pre_nms_top_n_test": 600,
         "rpn_post_nms_top_n_test": 300,
+        "keypoint_head_channels": 128,
+        "keypoint_head_layers": 4,
     },
     "torchvision": {
         "fpn_channels": 256,
@@ -55,6 +67,8 @@ HEAD_PRESETS: dict[str, dict[str, int]] = {
         "rpn_post_nms_top_n_train": 2000,
         "rpn_pre_nms_top_n_test": 1000,
         "rpn_post_nms_top_n_test": 1000,
+        "keypoint_head_channels": 512,
+        "keypoint_head_layers": 8,
     },
 }
 
@@ -78,12 +92,14 @@ class SizeSafeTransform(GeneralizedRCNNTransform):
         target["boxes"] = resize_boxes(target["boxes"], (h, w), out)
         if "masks" in target:
             target["masks"] = F.interpolate(target["masks"][:, None].float(), size=out)[:, 0].byte()
+        if "keypoints" in target:
+            target["keypoints"] = resize_keypoints(target["keypoints"], (h, w), out)
         return image, target
 
 
 class DenseMaskRCNN(MaskRCNN):
-    """torchvision ``MaskRCNN`` (or the cascade: its ``roi_heads`` a ``CascadeRoIHeads``) that remembers how it
-    was built.
+    """torchvision ``MaskRCNN`` (or the cascade: its ``roi_heads`` a ``CascadeRoIHeads``; or Keypoint R-CNN: its
+    ``roi_heads`` with a keypoint branch, with or without the mask branch) that remembers how it was built.
 
     ``config`` is a JSON-serialisable dict such that ``build_mask_rcnn(**config)`` rebuilds the same
     architecture (weights excluded); checkpoints store it so prediction needs nothing else.
@@ -105,11 +121,12 @@ def build_mask_rcnn(
     backbone: str | MaskRCNNConfig,
     num_classes: int,
     *,
+    num_keypoints: int | None = None,
     trust_checkpoint: bool = False,
     **options: Any,
 ) -> DenseMaskRCNN:
-    """Build a Mask R-CNN or Cascade Mask R-CNN (``detector``) for ``num_classes`` object categories (labels
-    ``1..num_classes``; 0 is background).
+    """Build a Mask R-CNN, Cascade Mask R-CNN or Keypoint R-CNN (``detector``) for ``num_classes`` object
+    categories (labels ``1..num_classes``; 0 is background).
 
     ``backbone`` is a :class:`~densevision.detection.config.MaskRCNNConfig`, or the backbone name with the
     other fields of that config as keyword ``options`` (their defaults and meaning are documented there):
@@ -122,7 +139,7 @@ def build_mask_rcnn(
             start without weights unless ``backbone_weights`` is given, a ``MaskRCNNConfig`` with its own.
         freeze_at: freeze the stem (1) and the first ``freeze_at - 1`` stages.
         frozen_bn: replace body BatchNorms by ``FrozenBatchNorm2d``; default: only when backbone weights load.
-        heads: head-size preset, ``"light"`` (CPU-friendly) or ``"torchvision"``; the eight head sizes
+        heads: head-size preset, ``"light"`` (CPU-friendly) or ``"torchvision"``; the head sizes
             (``HEAD_SIZE_KEYS``) override single values of it.
         min_size, max_size: images are resized so the short side is ``min_size`` (a random choice from a
             list while training) and the long side at most ``max_size``; default: the backbone's
@@ -132,10 +149,15 @@ def build_mask_rcnn(
         box_head: ``"2fc"`` or ``"4conv1fc"`` (:func:`~densevision.detection.heads.build_box_head`).
         detector: ``"mask_rcnn"`` or ``"cascade_mask_rcnn"``; the ``cascade_*`` options set the stages' IoUs,
             loss weights, coder stds, class-agnostic regression, box loss, mask-head style and score averaging.
+            ``"keypoint_rcnn"`` predicts boxes and ``num_keypoints`` heatmap channels per detection (the stacked
+            channels of every category's keypoints, :class:`~densevision.data.keypoints.KeypointLayout`), and
+            masks too with ``keypoint_masks``; ``keypoint_head_channels`` / ``keypoint_head_layers`` size its
+            conv stack.
         box_score_thresh, box_nms_thresh, box_detections_per_img: inference post-processing.
 
-    The model's ``config`` is the resolved builder config (presets and defaults filled in, ``num_classes``
-    added, ``backbone_weights`` dropped): ``build_mask_rcnn(**model.config)`` rebuilds the architecture.
+    The model's ``config`` is the resolved builder config (presets and defaults filled in, ``num_classes`` and
+    for Keypoint R-CNN ``num_keypoints`` added, ``backbone_weights`` dropped): ``build_mask_rcnn(**model.config)``
+    rebuilds the architecture.
     """
     if isinstance(backbone, MaskRCNNConfig):
         if options:
@@ -146,6 +168,7 @@ def build_mask_rcnn(
                         "build_mask_rcnn")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise DenseVisionError(f"num_classes must be a positive number of categories, got {num_classes!r}")
+    _check_keypoints(cfg, num_keypoints)
     _check_cascade(cfg)
     sizes = {key: getattr(cfg, key) if getattr(cfg, key) is not None else HEAD_PRESETS[cfg.heads][key]
              for key in HEAD_SIZE_KEYS}
@@ -168,6 +191,7 @@ def build_mask_rcnn(
     model = _assemble(
         net,
         num_classes,
+        num_keypoints,
         sizes,
         cfg,
         min_size=min_size,
@@ -180,8 +204,23 @@ def build_mask_rcnn(
                        min_size=min_size if isinstance(min_size, int) else list(min_size))
     config = to_dict(resolved)
     del config["backbone_weights"]
-    model.config = {"backbone": cfg.backbone, "num_classes": num_classes, **config}
+    keypoints = {} if num_keypoints is None else {"num_keypoints": num_keypoints}
+    model.config = {"backbone": cfg.backbone, "num_classes": num_classes, **keypoints, **config}
     return model
+
+
+def _check_keypoints(cfg: MaskRCNNConfig, num_keypoints: int | None) -> None:
+    if cfg.detector != "keypoint_rcnn":
+        if num_keypoints is not None:
+            raise DenseVisionError(f"num_keypoints is for detector keypoint_rcnn, not {cfg.detector}")
+        return
+    if not isinstance(num_keypoints, int) or isinstance(num_keypoints, bool) or num_keypoints < 1:
+        raise DenseVisionError("detector keypoint_rcnn needs num_keypoints, the positive number of keypoint "
+                               f"channels of its data, got {num_keypoints!r}")
+    for key in ("keypoint_head_channels", "keypoint_head_layers"):
+        value = getattr(cfg, key)
+        if value is not None and value < 1:
+            raise DenseVisionError(f"{key} must be positive, got {value}")
 
 
 def _check_cascade(cfg: MaskRCNNConfig) -> None:
@@ -210,7 +249,8 @@ def _image_sizes(
 
 
 def _assemble(
-    net: DetectionBackbone, num_classes: int, sizes: Mapping[str, int], cfg: MaskRCNNConfig, *,
+    net: DetectionBackbone, num_classes: int, num_keypoints: int | None, sizes: Mapping[str, int],
+    cfg: MaskRCNNConfig, *,
     min_size: int | tuple[int, ...], **kwargs: Any,
 ) -> DenseMaskRCNN:
     c = net.out_channels
@@ -221,8 +261,11 @@ def _assemble(
     names = net.featmap_names(4)
     mc, dim = sizes["mask_head_channels"], sizes["box_head_dim"]
     cascade = cfg.detector == "cascade_mask_rcnn"
-    # The cascade replaces the RoI heads after construction; torchvision's constructor still needs its own.
-    mask_head, mask_predictor = build_mask_branch(in_channels=c, channels=1 if cascade else mc,
+    keypoint = cfg.detector == "keypoint_rcnn"
+    no_masks = keypoint and not cfg.keypoint_masks
+    # The cascade replaces the RoI heads and Keypoint R-CNN may drop the mask branch after construction;
+    # torchvision's constructor still needs its own.
+    mask_head, mask_predictor = build_mask_branch(in_channels=c, channels=1 if cascade or no_masks else mc,
                                                   num_classes=num_classes)
     model = DenseMaskRCNN(
         net,
@@ -265,6 +308,14 @@ def _assemble(
             nms_thresh=cfg.box_nms_thresh,
             detections_per_img=cfg.box_detections_per_img,
         )
+    if keypoint:
+        heads = model.roi_heads
+        if no_masks:
+            heads.mask_roi_pool = heads.mask_head = heads.mask_predictor = None
+        heads.keypoint_roi_pool = MultiScaleRoIAlign(featmap_names=names, output_size=KEYPOINT_POOL, sampling_ratio=2)
+        heads.keypoint_head, heads.keypoint_predictor = build_keypoint_branch(
+            in_channels=c, channels=sizes["keypoint_head_channels"], layers=sizes["keypoint_head_layers"],
+            num_keypoints=num_keypoints)
     t = model.transform
     model.transform = SizeSafeTransform(t.min_size, t.max_size, t.image_mean, t.image_std,
                                         size_divisible=net.size_divisible)

@@ -1,11 +1,12 @@
-"""Running a trained Mask R-CNN: checkpoint loading, image lists, batched inference to COCO results, overlays.
+"""Running a trained Mask R-CNN (or Cascade / Keypoint R-CNN): checkpoint loading, image lists, batched inference
+to COCO results, overlays.
 
 A detector checkpoint is a training checkpoint of :mod:`densevision.engine` (a run directory gives its
 ``best.pt``, else ``last.pt``) or an exported file (:func:`export_detector`); both hold the weights under
-``"model"`` and a ``mask_rcnn`` model spec: the builder config (``build_mask_rcnn(**config)``) and the data
-set's categories in label order, so nothing else is needed to predict (checkpoints of earlier versions keep
-them in ``config["detector"]``). The same :func:`run_detector` produces the in-training evaluation and ``densevision
-predict`` output, so both score identically.
+``"model"`` and a ``mask_rcnn`` model spec: the builder config (``build_mask_rcnn(**config)``), the data
+set's categories in label order and, for Keypoint R-CNN, its keypoint layout, so nothing else is needed to
+predict (checkpoints of earlier versions keep them in ``config["detector"]``). The same :func:`run_detector`
+produces the in-training evaluation and ``densevision predict`` output, so both score identically.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from densevision.data.images import (
     records_from_coco,
     records_from_folder,
 )
+from densevision.data.keypoints import KeypointLayout
 from densevision.data.loader import OneLineErrorLoader
 from densevision.data.results import images_json_path, write_results
+from densevision.detection.keypoint_rcnn import keypoint_channels
 from densevision.detection.mask_rcnn import build_mask_rcnn
 from densevision.detection.results import detections_to_coco
 from densevision.engine.checkpoint import MODEL_SPEC, find_checkpoint, model_spec, read_model_spec
@@ -41,11 +44,18 @@ from densevision.models.checkpoint import load_state_dict_checked, read_checkpoi
 
 @dataclass(frozen=True)
 class DetectorInfo:
-    """What a detector checkpoint says besides its weights: the builder arguments and the categories
-    (``[{"id", "name"}]``, index ``i`` = label ``i + 1``)."""
+    """What a detector checkpoint says besides its weights: the builder arguments, the categories
+    (``[{"id", "name"}]``, index ``i`` = label ``i + 1``) and, for Keypoint R-CNN, the categories with keypoints
+    as :meth:`~densevision.data.keypoints.KeypointLayout.to_meta` writes them (None otherwise)."""
 
     model: dict[str, Any]
     categories: list[dict[str, Any]]
+    keypoints: list[dict[str, Any]] | None = None
+
+    @property
+    def keypoint_channels(self) -> dict[int, slice] | None:
+        """Category id -> its slice of the stacked keypoint channels; None without keypoints."""
+        return None if self.keypoints is None else keypoint_channels(KeypointLayout(self.keypoints))
 
     @property
     def label_to_cat(self) -> dict[int, int]:
@@ -71,9 +81,11 @@ def run_detector(
     score_thr: float = 0.0,
     progress: bool = False,
     num_workers: int = 0,
+    keypoint_channels: Mapping[int, slice] | None = None,
 ) -> list[dict[str, Any]]:
     """COCO results of ``model`` (eval mode, on its own device) over ``dataset`` (or its ``indices``),
-    batched in dataset order."""
+    batched in dataset order; with ``keypoint_channels`` (:attr:`DetectorInfo.keypoint_channels`) a Keypoint
+    R-CNN's detections carry their category's keypoints."""
     if batch_size < 1:
         raise DenseVisionError(f"batch size must be positive, got {batch_size}")
     subset = dataset if indices is None else torch.utils.data.Subset(dataset, list(indices))
@@ -88,7 +100,8 @@ def run_detector(
             for ids, images in tqdm(loader, desc="predict", unit="batch", disable=not progress):
                 outputs = model([im.to(device) for im in images])
                 outputs = [{k: v.cpu() for k, v in out.items()} for out in outputs]
-                results.extend(detections_to_coco(outputs, ids, label_to_cat, score_thr=score_thr))
+                results.extend(detections_to_coco(outputs, ids, label_to_cat, score_thr=score_thr,
+                                                  keypoint_channels=keypoint_channels))
     finally:
         model.train(was_training)
     return results
@@ -97,7 +110,7 @@ def run_detector(
 def load_detector(
     checkpoint: str | os.PathLike, *, device: str | torch.device = "cpu", trust_checkpoint: bool = False
 ) -> tuple[nn.Module, DetectorInfo]:
-    """Rebuild a trained Mask R-CNN from a checkpoint file or run directory (:func:`find_checkpoint`);
+    """Rebuild a trained detector from a checkpoint file or run directory (:func:`find_checkpoint`);
     returns ``(model in eval mode, info)``. ``trust_checkpoint`` allows a file that needs full unpickling."""
     path = find_checkpoint(checkpoint)
     state = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
@@ -109,7 +122,10 @@ def load_detector(
         )
     if not isinstance(state.get("model"), Mapping):
         raise CheckpointError(f"{path}: checkpoint holds no 'model' weights")
-    info = DetectorInfo(model=dict(spec["config"]), categories=[dict(c) for c in spec["meta"]["categories"]])
+    keypoints = spec["meta"].get("keypoints")
+    info = DetectorInfo(model=dict(spec["config"]), categories=[dict(c) for c in spec["meta"]["categories"]],
+                        keypoints=None if keypoints is None else [dict(c) for c in keypoints])
+    _check_keypoint_layout(info, str(path))
     try:
         model = build_mask_rcnn(**info.model)
     except (TypeError, DenseVisionError) as exc:
@@ -121,9 +137,25 @@ def load_detector(
 def export_detector(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Write a weights-only detector file (no optimizer state) that :func:`load_detector` reads."""
     model, info = load_detector(checkpoint)
-    spec = model_spec("mask_rcnn", info.model, {"categories": info.categories})
+    meta: dict[str, Any] = {"categories": info.categories}
+    if info.keypoints is not None:
+        meta["keypoints"] = info.keypoints
+    spec = model_spec("mask_rcnn", info.model, meta)
     save_torch(out, {"model": model.state_dict(), MODEL_SPEC: spec})
     return Path(out)
+
+
+def _check_keypoint_layout(info: DetectorInfo, source: str) -> None:
+    """A Keypoint R-CNN checkpoint needs a keypoint layout with as many channels as its keypoint head."""
+    if info.model.get("detector") != "keypoint_rcnn":
+        return
+    try:
+        layout = KeypointLayout(info.keypoints or [], source)
+    except DataError as exc:
+        raise CheckpointError(f"{source}: Keypoint R-CNN checkpoint without a usable keypoint layout ({exc})") from None
+    if layout.num_joints != info.model.get("num_keypoints"):
+        raise CheckpointError(f"{source}: its keypoint layout has {layout.num_joints} keypoints, its model "
+                              f"{info.model.get('num_keypoints')}")
 
 
 def check_categories(info: DetectorInfo, categories: Sequence[Mapping[str, Any]], source: str) -> None:
@@ -190,7 +222,8 @@ def predict(
     progress: bool = True,
     trust_checkpoint: bool = False,
 ) -> dict[str, Any]:
-    """Run a trained detector on images and write a COCO results json (RLE masks, the data set's category ids).
+    """Run a trained detector on images and write a COCO results json (RLE masks, Keypoint R-CNN's keypoints
+    ``[x, y, score] × K`` of each detection's category, the data set's category ids).
 
     Args:
         checkpoint: a run directory (its ``best.pt``, else ``last.pt``) or a checkpoint file.
@@ -223,7 +256,7 @@ def predict(
         records = records_from_folder(images)
         images_json = images_json_path(out)
     results = run_detector(model, ImageDataset(records), info.label_to_cat, batch_size=batch_size,
-                           score_thr=score_thr or 0.0, progress=progress)
+                           score_thr=score_thr or 0.0, progress=progress, keypoint_channels=info.keypoint_channels)
     write_results(out, results)
     if images_json is not None:
         write_json(images_json, {"images": [_image_entry(r) for r in records], "categories": info.categories})

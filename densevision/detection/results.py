@@ -1,4 +1,5 @@
-"""Detector outputs -> COCO results: ``bbox`` XYWH, RLE ``segmentation``, the data set's own category ids."""
+"""Detector outputs -> COCO results: ``bbox`` XYWH, RLE ``segmentation``, ``keypoints`` of the detection's category,
+the data set's own category ids."""
 
 from __future__ import annotations
 
@@ -18,12 +19,17 @@ def detections_to_coco(
     *,
     score_thr: float = 0.0,
     mask_thr: float = 0.5,
+    keypoint_channels: Mapping[int, slice] | None = None,
 ) -> list[dict[str, Any]]:
     """Convert torchvision detection outputs (one dict per image) to a COCO results list.
 
     Each output holds ``boxes`` (N×4 XYXY, original image pixels), ``labels`` (N, contiguous from 1),
-    ``scores`` (N) and ``masks`` (N×1×H×W probabilities); masks are binarised at ``mask_thr``. Detections
-    scoring below ``score_thr`` are dropped.
+    ``scores`` (N) and possibly ``masks`` (N×1×H×W probabilities; binarised at ``mask_thr``) and Keypoint
+    R-CNN's ``keypoints`` (N×J×3, image pixels) with ``keypoints_scores`` (N×J heatmap logits at the peaks).
+    With ``keypoint_channels`` (category id -> its slice of the J stacked channels, see
+    :func:`~densevision.detection.keypoint_rcnn.keypoint_channels`), a detection of a category with keypoints
+    gets ``keypoints``: ``[x, y, score] × K`` of its category's slice only. Detections scoring below
+    ``score_thr`` are dropped.
     """
     if len(outputs) != len(image_ids):
         raise ValueError(f"{len(outputs)} outputs for {len(image_ids)} image ids")
@@ -35,7 +41,11 @@ def detections_to_coco(
         labels = out["labels"][keep].cpu().tolist()
         rles = encode_masks(out["masks"][keep][:, 0] >= mask_thr) if "masks" in out else [None] * len(labels)
         xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
-        for box, score, label, rle in zip(xywh, scores, labels, rles, strict=True):
+        keypoints = None
+        if keypoint_channels is not None and "keypoints" in out:
+            keypoints = torch.cat([out["keypoints"][keep][..., :2], out["keypoints_scores"][keep][..., None]],
+                                  dim=-1).detach().float().cpu()
+        for i, (box, score, label, rle) in enumerate(zip(xywh, scores, labels, rles, strict=True)):
             if label not in label_to_cat:
                 raise DenseVisionError(
                     f"model predicted label {label}, which has no category id (known labels: "
@@ -45,5 +55,8 @@ def detections_to_coco(
                       "score": score}
             if rle is not None:
                 result["segmentation"] = rle
+            channels = None if keypoints is None else keypoint_channels.get(result["category_id"])
+            if channels is not None:
+                result["keypoints"] = keypoints[i, channels].flatten().tolist()
             results.append(result)
     return results

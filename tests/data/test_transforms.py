@@ -46,6 +46,17 @@ def test_flip_mirrors_everything():
     assert torch.equal(same, image)
 
 
+def test_flip_mirrors_labelled_keypoints_and_swaps_pairs():
+    image, target = _sample()
+    # Channels 0/1 are a left/right pair, channel 2 maps to itself, channel 3 is not labelled.
+    target["keypoints"] = torch.tensor([[[5.0, 10.0, 2], [25.0, 10.0, 1], [15.0, 20.0, 2], [0.0, 0.0, 0]]])
+    _, flipped = RandomHorizontalFlip(p=1.0, flip_index=[1, 0, 2, 3])(image, target)
+    assert flipped["keypoints"].tolist() == [[[35.0, 10.0, 1], [55.0, 10.0, 2], [45.0, 20.0, 2], [0.0, 0.0, 0]]]
+    _, kept_order = RandomHorizontalFlip(p=1.0)(image, target)
+    assert kept_order["keypoints"][0, :, 0].tolist() == [55.0, 35.0, 45.0, 0.0]
+    assert target["keypoints"][0, 0, 0] == 5.0  # the input target is left as it was
+
+
 def test_photometric_changes_colour_only_and_is_seeded():
     image, target = _sample()
     jitter = Compose([PhotometricJitter(0.4, 0.4, 0.4, 0.1)])

@@ -1,4 +1,5 @@
-"""Detector outputs -> COCO results: boxes, RLE masks, category ids, thresholds; perfect detections score 100."""
+"""Detector outputs -> COCO results: boxes, RLE masks, keypoints of the detection's category, category ids, thresholds;
+perfect detections score 100."""
 
 from __future__ import annotations
 
@@ -90,3 +91,44 @@ def test_perfect_detections_score_100(tmp_path):
     metrics = evaluate(gt, str(path))
     assert {t: metrics[t]["AP"] for t in metrics} == pytest.approx({"bbox": 100.0, "segm": 100.0,
                                                                     "boundary": 100.0})
+
+
+def test_keypoints_of_each_detection_category_only():
+    # Stacked layout: category 3 owns channels 0-2, category 7 channels 3-6.
+    channels = {3: slice(0, 3), 7: slice(3, 7)}
+    out = _output(_masks(), [2, 1], [0.9, 0.4])
+    del out["masks"]
+    out["keypoints"] = torch.zeros(2, 7, 3)
+    out["keypoints"][..., 0] = torch.arange(14.0).reshape(2, 7)
+    out["keypoints"][..., 1] = 100 + torch.arange(14.0).reshape(2, 7)
+    out["keypoints"][..., 2] = 1
+    out["keypoints_scores"] = -torch.arange(14.0).reshape(2, 7)
+    square, triangle = detections_to_coco([out], [11], LABEL_TO_CAT, keypoint_channels=channels)
+    assert square["category_id"] == 7 and "segmentation" not in square
+    assert square["keypoints"] == [3.0, 103.0, -3.0, 4.0, 104.0, -4.0, 5.0, 105.0, -5.0, 6.0, 106.0, -6.0]
+    assert triangle["category_id"] == 3
+    assert triangle["keypoints"] == [7.0, 107.0, -7.0, 8.0, 108.0, -8.0, 9.0, 109.0, -9.0]
+    # A category outside the layout, or no layout at all: no keypoints.
+    assert "keypoints" not in detections_to_coco([out], [11], LABEL_TO_CAT, keypoint_channels={7: slice(3, 7)})[1]
+    assert all("keypoints" not in r for r in detections_to_coco([out], [11], LABEL_TO_CAT))
+
+
+def test_perfect_keypoints_score_100():
+    cats = [{"id": 3, "name": "a", "keypoints": ["p", "q", "r"], "kpt_sigmas": [0.025] * 3},
+            {"id": 7, "name": "b", "keypoints": ["p", "q", "r", "s"], "kpt_sigmas": [0.025] * 4}]
+    points = {3: [[5.0, 4.0, 2], [15.0, 4.0, 2], [10.0, 10.0, 2]],
+              7: [[12.0, 16.0, 2], [33.0, 16.0, 2], [33.0, 27.0, 1], [12.0, 27.0, 2]]}
+    boxes = {3: [3.0, 2.0, 20.0, 12.0], 7: [10.0, 15.0, 35.0, 28.0]}
+    gt = {"images": [{"id": 11, "file_name": "a.png", "height": 30, "width": 40}], "categories": cats,
+          "annotations": [{"id": i + 1, "image_id": 11, "category_id": c, "iscrowd": 0, "num_keypoints": len(points[c]),
+                           "area": (boxes[c][2] - boxes[c][0]) * (boxes[c][3] - boxes[c][1]),
+                           "bbox": [*boxes[c][:2], boxes[c][2] - boxes[c][0], boxes[c][3] - boxes[c][1]],
+                           "keypoints": [v for p in points[c] for v in p]} for i, c in enumerate((3, 7))]}
+    stacked = torch.zeros(2, 7, 3)
+    stacked[0, 0:3] = torch.tensor(points[3])
+    stacked[1, 3:7] = torch.tensor(points[7])
+    out = {"boxes": torch.tensor([boxes[3], boxes[7]]), "labels": torch.tensor([1, 2]),
+           "scores": torch.tensor([0.9, 0.8]), "keypoints": stacked, "keypoints_scores": torch.ones(2, 7)}
+    results = detections_to_coco([out], [11], LABEL_TO_CAT, keypoint_channels={3: slice(0, 3), 7: slice(3, 7)})
+    metrics = evaluate(gt, results, ["bbox", "keypoints"])
+    assert metrics["keypoints"]["AP"] == pytest.approx(100.0) and metrics["bbox"]["AP"] == pytest.approx(100.0)
