@@ -72,6 +72,10 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     boxes.add_argument("--boxes", metavar="R.json", help="COCO results with the boxes (bbox, category_id, score)")
     parser.add_argument("--min-box-score", type=probability, default=0.0, help="ignore --boxes below this score")
     parser.add_argument("--no-flip-test", action="store_true", help="skip the flipped pass (twice as fast)")
+    parser.add_argument("--oks-nms", type=probability, default=0.9, metavar="THR",
+                        help="drop an instance whose OKS with a higher-scoring one of its image and category is "
+                             "above THR (official test: 0.9, the default; 0 disables; categories without OKS "
+                             "sigmas are kept whole)")
     parser.add_argument("--decode", choices=("quarter", "dark"),
                         help="heatmap decoding: the quarter-pixel rule or DARK (default: the checkpoint's)")
     parser.add_argument("--batch-size", "--batch", type=positive_int, default=32, help="crops per forward pass")
@@ -87,6 +91,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from densevision.errors import DenseVisionError
     from densevision.io import check_outputs
     from densevision.pose import load_pose_model
+    from densevision.pose.nms import oks_nms_results
     from densevision.pose.predict import gt_box_instances, predict_keypoints, result_box_instances
 
     if args.gt_boxes and args.ann is None:
@@ -103,6 +108,9 @@ def run_predict(args: argparse.Namespace) -> int:
     results = predict_keypoints(model.to(device), instances, layout, batch_size=args.batch_size, device=device,
                                 flip_test=not args.no_flip_test, decode=args.decode or meta.get("decode", "quarter"),
                                 unbiased=meta.get("unbiased", False))
+    if args.oks_nms > 0:
+        aspect = model.input_size[1] / model.input_size[0]
+        results = oks_nms_results(results, layout, args.oks_nms, aspect=aspect)
     write_results(args.out, results)
     print(f"{len(results)} instances with keypoints written to {args.out}")
     return 0

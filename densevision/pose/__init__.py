@@ -10,6 +10,7 @@ from densevision.lazy import lazy_exports
 
 _EXPORTS = {
     "model": ("build_pose_model", "load_pose_model"),
+    "nms": ("oks_nms",),
     "predict": ("predict_keypoints",),
     "train": ("train_pose",),
 }

@@ -59,3 +59,19 @@ def test_predict_refuses_to_overwrite_an_input(run, capsys) -> None:
     assert main(["pose", "predict", "--checkpoint", str(run / "run"), "--images", str(run / "synth" / "val"),
                  "--ann", str(val_json), "--gt-boxes", "--out", str(val_json)]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_oks_nms_drops_duplicate_boxes_unless_disabled(run) -> None:
+    val_json = run / "synth" / "annotations" / "instances_val.json"
+    gt = json.loads(val_json.read_text())
+    boxes = run / "twice.json"
+    boxes.write_text(json.dumps([{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+                                  "score": score} for a in gt["annotations"] for score in (1.0, 0.5)]))
+    counts = []
+    for flags in ([], ["--oks-nms", "0"]):
+        out = run / f"nms{len(flags)}.json"
+        assert main(["pose", "predict", "--checkpoint", str(run / "run"), "--images", str(run / "synth" / "val"),
+                     "--ann", str(val_json), "--boxes", str(boxes), "--out", str(out), "--device", "cpu",
+                     *flags]) == 0
+        counts.append(len(json.loads(out.read_text())))
+    assert counts == [len(gt["annotations"]), 2 * len(gt["annotations"])]
