@@ -33,6 +33,11 @@ COCO_PERSON_KEYPOINTS = (
     "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
     "right_ankle",
 )
+# COCO's person skeleton (1-based keypoint pairs, as in COCO's person_keypoints files).
+COCO_PERSON_SKELETON = (
+    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9), (8, 10), (9, 11),
+    (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
+)
 BOX_SCALE = 1.25
 
 
@@ -56,10 +61,25 @@ def category_sigmas(category: Mapping[str, Any]) -> list[float] | None:
     return None
 
 
+def _pairs(category: Mapping[str, Any], key: str, source: str) -> list[tuple[int, int]] | None:
+    """A category's 1-based keypoint pairs under ``key`` as 0-based pairs (None when absent)."""
+    if category.get(key) is None:
+        return None
+    k = len(category["keypoints"])
+    try:
+        pairs = [(int(a) - 1, int(b) - 1) for a, b in category[key]]
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: category {category['id']} has a {key} that is not a list of pairs") from None
+    if any(not (0 <= i < k) for p in pairs for i in p):
+        raise DataError(f"{source}: category {category['id']} has {key} outside 1..{k}")
+    return pairs
+
+
 @dataclass(frozen=True)
 class KeypointCategory:
-    """One category's keypoints: names, 0-based ``flip_pairs``, OKS ``sigmas`` (None when unknown), and the
-    ``offset`` of its first channel in the shared layout."""
+    """One category's keypoints: names, 0-based ``flip_pairs``, OKS ``sigmas`` (None when unknown), the
+    ``offset`` of its first channel in the shared layout and the 0-based ``skeleton`` edges drawn between
+    keypoints (None when the category has none: :meth:`edges` then joins consecutive keypoints)."""
 
     id: int
     name: str
@@ -67,10 +87,18 @@ class KeypointCategory:
     flip_pairs: tuple[tuple[int, int], ...]
     sigmas: tuple[float, ...] | None
     offset: int
+    skeleton: tuple[tuple[int, int], ...] | None = None
 
     @property
     def channels(self) -> slice:
         return slice(self.offset, self.offset + len(self.keypoints))
+
+    @property
+    def edges(self) -> tuple[tuple[int, int], ...]:
+        """The 0-based keypoint pairs to draw: the ``skeleton``, else each keypoint to the next."""
+        if self.skeleton is not None:
+            return self.skeleton
+        return tuple((i, i + 1) for i in range(len(self.keypoints) - 1))
 
 
 class KeypointLayout:
@@ -84,19 +112,19 @@ class KeypointLayout:
             names = tuple(cat.get("keypoints") or ())
             if not names:
                 continue
-            if cat.get("flip_pairs") is not None:
-                pairs = [(int(a) - 1, int(b) - 1) for a, b in cat["flip_pairs"]]
-                if any(not (0 <= i < len(names)) for p in pairs for i in p):
-                    raise DataError(f"{source}: category {cat['id']} has flip_pairs outside 1..{len(names)}")
-            else:
+            pairs = _pairs(cat, "flip_pairs", source)
+            if pairs is None:
                 pairs = flip_pairs_from_names(names)
+            skeleton = _pairs(cat, "skeleton", source)
+            if skeleton is None and names == COCO_PERSON_KEYPOINTS:
+                skeleton = [(a - 1, b - 1) for a, b in COCO_PERSON_SKELETON]
             sigmas = category_sigmas(cat)
             if sigmas is not None and len(sigmas) != len(names):
                 raise DataError(f"{source}: category {cat['id']} has {len(sigmas)} kpt_sigmas for {len(names)} "
                                 "keypoints")
             self.categories[int(cat["id"])] = KeypointCategory(
                 int(cat["id"]), str(cat.get("name", cat["id"])), names, tuple(pairs),
-                None if sigmas is None else tuple(sigmas), offset)
+                None if sigmas is None else tuple(sigmas), offset, None if skeleton is None else tuple(skeleton))
             offset += len(names)
         if not self.categories:
             raise DataError(f"{source}: no category has 'keypoints' names")
@@ -112,7 +140,9 @@ class KeypointLayout:
         them back."""
         return [{"id": c.id, "name": c.name, "keypoints": list(c.keypoints),
                  "flip_pairs": [[a + 1, b + 1] for a, b in c.flip_pairs],
-                 "kpt_sigmas": None if c.sigmas is None else list(c.sigmas)} for c in self.categories.values()]
+                 "kpt_sigmas": None if c.sigmas is None else list(c.sigmas),
+                 "skeleton": None if c.skeleton is None else [[a + 1, b + 1] for a, b in c.skeleton]}
+                for c in self.categories.values()]
 
 
 # ------------------------------------------------------------------------------------------- geometry

@@ -28,7 +28,8 @@ def test_flip_pairs_of_coco_person_names() -> None:
 
 def test_layout_stacks_categories_and_mirrors_channels() -> None:
     layout = KeypointLayout([
-        {"id": 7, "name": "tri", "keypoints": ["a", "b", "c"], "flip_pairs": [[1, 3]], "kpt_sigmas": [.1] * 3},
+        {"id": 7, "name": "tri", "keypoints": ["a", "b", "c"], "flip_pairs": [[1, 3]], "kpt_sigmas": [.1] * 3,
+         "skeleton": [[1, 3], [3, 2]]},
         {"id": 2, "name": "hand", "keypoints": ["left_x", "right_x"]},
         {"id": 3, "name": "box"},
     ])
@@ -37,6 +38,12 @@ def test_layout_stacks_categories_and_mirrors_channels() -> None:
     assert layout.flip_index == [1, 0, 4, 3, 2]
     assert layout.categories[2].sigmas is None and layout.categories[7].sigmas == (.1, .1, .1)
     assert KeypointLayout(layout.to_meta()).flip_index == layout.flip_index
+    assert layout.categories[7].edges == ((0, 2), (2, 1)) and layout.categories[2].edges == ((0, 1),)
+    assert KeypointLayout(layout.to_meta()).categories == layout.categories
+    with pytest.raises(DataError, match="category 1 has skeleton outside 1..2"):
+        KeypointLayout([{"id": 1, "keypoints": ["a", "b"], "skeleton": [[1, 3]]}])
+    with pytest.raises(DataError, match="category 1 has a flip_pairs that is not a list of pairs"):
+        KeypointLayout([{"id": 1, "keypoints": ["a", "b"], "flip_pairs": [1, 2]}])
     with pytest.raises(DataError, match="2 kpt_sigmas for 3 keypoints"):
         KeypointLayout([{"id": 1, "keypoints": ["a", "b", "c"], "kpt_sigmas": [1, 2]}])
     with pytest.raises(DataError, match="no category has 'keypoints'"):
