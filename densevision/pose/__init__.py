@@ -1,5 +1,5 @@
-"""Top-down keypoint estimation: heatmap networks (pose HRNet, SimpleBaseline heads on any backbone),
-their training task and prediction from boxes.
+"""Top-down keypoint estimation: heatmap networks (pose HRNet; SimpleBaseline, HRNetV2 and ViTPose heads on
+backbones), their training task, prediction from boxes and OKS-NMS.
 
 Names are imported lazily from their modules, so ``densevision.pose.config`` loads without torch.
 """

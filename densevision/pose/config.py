@@ -21,9 +21,10 @@ class PoseNetConfig:
         "help": "zoo pose network (pose_hrnet_w32, pose_hrnet_w48); or use --backbone"})
     backbone: str | None = field(default=None, metadata={
         "help": "zoo model or timm:<name> under a heatmap head (instead of --model)"})
-    head: Literal["simple", "hrnetv2"] = field(default="simple", metadata={
-        "help": "heatmap head over --backbone: simple (SimpleBaseline deconvolutions) or hrnetv2 (all levels "
-                "concatenated at the finest stride)"})
+    head: Literal["simple", "hrnetv2", "vitpose"] = field(default="simple", metadata={
+        "help": "heatmap head over --backbone: simple (SimpleBaseline deconvolutions), hrnetv2 (all levels "
+                "concatenated at the finest stride) or vitpose (ViTPose's simple decoder on a zoo ViT: ReLU, "
+                "bilinear x4, 3x3 conv)"})
     overrides: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "architecture overrides of the model or backbone, e.g. '{width: 16}'"})
     weights: str | None = field(default=None, metadata={

@@ -9,8 +9,11 @@ import pytest
 
 from densevision.cli import main
 from densevision.data.synthetic import generate
+from densevision.pose.heads import ViTPoseSimpleHead
+from densevision.pose.model import load_pose_model
 
 TINY = "{width: 4, stage1_blocks: 1, stage1_planes: 8, num_modules: [1, 1, 1], num_blocks: [1, 1, 1]}"
+TINY_VIT = "{embed_dim: 32, depth: 1, num_heads: 2, img_size: 64}"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +32,16 @@ def test_train_writes_a_pose_checkpoint_with_validation_ap(run) -> None:
     metrics = json.loads((run / "run" / "eval" / "coco_metrics.json").read_text())
     assert 0 <= metrics["keypoints"]["AP"] <= 100
     assert (run / "run" / "last.pt").is_file() and (run / "run" / "config.yaml").is_file()
+
+
+def test_train_a_plain_vit_with_the_vitpose_head(run) -> None:
+    args = ["pose", "train", "--data", str(run / "synth"), "--backbone", "vit_tiny_patch16_224", "--head", "vitpose",
+            "--overrides", TINY_VIT, "--input-size", "64", "48", "--iters", "2", "--batch-size", "4",
+            "--eval-batch-size", "16", "--no-tensorboard", "--no-progress", "--device", "cpu",
+            "--out", str(run / "vit")]
+    assert main(args) == 0
+    model, _ = load_pose_model(run / "vit")
+    assert isinstance(model.network.head, ViTPoseSimpleHead) and model.heatmap_size == (16, 12)
 
 
 def test_predict_with_gt_boxes_then_eval(run, capsys) -> None:
