@@ -5,7 +5,8 @@ Several categories with different keypoint sets share one network: their keypoin
 channels (:class:`KeypointLayout`), each category owning a contiguous slice; a crop's targets are non-zero only
 in its category's slice. The recipe follows the official HRNet pose code: the box is padded to the input aspect
 ratio and enlarged ×1.25, targets are Gaussians (peak 1, σ = 2 at heatmap resolution) centred at the rounded
-keypoint (or, as an option, at the exact keypoint: DARK's unbiased encoding), weighted by visibility.
+keypoint (or, as an option, at the exact keypoint: DARK's unbiased encoding), weighted by visibility; persons
+in COCO's 17-keypoint layout also get the official half-body crops (upper or lower body only).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ COCO_PERSON_SKELETON = (
     (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
 )
 BOX_SCALE = 1.25
+# Half-body crops (COCO person layout): the first 11 keypoints (nose to wrists) are the upper body; a crop needs
+# more than 8 labelled keypoints, and is the chosen half's extent padded to the input aspect ratio, ×1.5.
+PERSON_UPPER_BODY = 11
+HALF_BODY_MIN_JOINTS = 8
+HALF_BODY_SCALE = 1.5
 
 
 def flip_pairs_from_names(names: Sequence[str]) -> list[tuple[int, int]]:
@@ -176,6 +182,32 @@ def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
+def upper_body_mask(category: KeypointCategory) -> np.ndarray | None:
+    """Which of a category's keypoints are the upper body, for half-body crops: COCO's person layout only (nose,
+    eyes, ears, shoulders, elbows, wrists); None for any other category, which gets no half-body crops."""
+    if category.keypoints != COCO_PERSON_KEYPOINTS:
+        return None
+    return np.arange(len(category.keypoints)) < PERSON_UPPER_BODY
+
+
+def half_body_crop(joints: np.ndarray, visible: np.ndarray, upper: np.ndarray, aspect: float,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+    """The official half-body crop: centre (x, y) and size (w, h) around the labelled joints (K×2 ``joints``,
+    ``visible`` K bool) of the upper body (``upper`` K bool) when a normal draw is below 0.5 and it has more
+    than 2 of them, else of the lower body when it has more than 2, else of the upper body; their extent padded
+    to ``aspect`` (w / h) and ×1.5, centred at their mean. None with fewer than 2 joints."""
+    upper_joints, lower_joints = joints[visible & upper], joints[visible & ~upper]
+    if rng.normal() < 0.5 and len(upper_joints) > 2:
+        chosen = upper_joints
+    else:
+        chosen = lower_joints if len(lower_joints) > 2 else upper_joints
+    if len(chosen) < 2:
+        return None
+    low, high = chosen.min(0), chosen.max(0)
+    _, size = box_to_center_size([*low, *(high - low)], aspect, HALF_BODY_SCALE)
+    return chosen.mean(0), size
+
+
 def gaussian_targets(joints: np.ndarray, visible: np.ndarray, heatmap_size: Sequence[int],
                      sigma: float = 2.0, *, unbiased: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps K×h×w (float32) with a Gaussian in a (6σ+1)² window around ``int(joint + 0.5)`` (joints K×2 in
@@ -207,13 +239,16 @@ def gaussian_targets(joints: np.ndarray, visible: np.ndarray, heatmap_size: Sequ
 # ------------------------------------------------------------------------------------------- dataset
 @dataclass(frozen=True)
 class Augment:
-    """Random affine augmentation of a crop: rotation ±``rotation`` degrees (with probability
-    ``rotation_prob``), scale 1 ± ``scale``, horizontal flip with probability ``flip``."""
+    """Random affine augmentation of a crop: a half-body crop with probability ``half_body`` (COCO person
+    layout with more than 8 labelled keypoints: :func:`half_body_crop`; other categories never), rotation
+    ±``rotation`` degrees (with probability ``rotation_prob``), scale 1 ± ``scale``, horizontal flip with
+    probability ``flip``."""
 
     rotation: float = 45.0
     rotation_prob: float = 0.6
     scale: float = 0.35
     flip: float = 0.5
+    half_body: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -285,12 +320,20 @@ class TopDownDataset(Dataset):
 
     def crop_geometry(self, index: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray,
                                                                                           float, bool]:
-        """Centre, size, rotation and flip of sample ``index`` (random only with ``augment`` and ``rng``)."""
+        """Centre, size, rotation and flip of sample ``index`` (random only with ``augment`` and ``rng``; random
+        numbers are drawn in the official order: half-body, scale, rotation, flip)."""
         inst = self.instances[index]
-        center, size = box_to_center_size(inst.box, self.input_size[1] / self.input_size[0])
+        aspect = self.input_size[1] / self.input_size[0]
+        center, size = box_to_center_size(inst.box, aspect)
         aug = self.augment
         if aug is None or rng is None:
             return center, size, 0.0, False
+        upper = upper_body_mask(self.layout.categories[inst.category_id])
+        visible = inst.keypoints[:, 2] > 0
+        if upper is not None and visible.sum() > HALF_BODY_MIN_JOINTS and rng.random() < aug.half_body:
+            crop = half_body_crop(inst.keypoints[:, :2], visible, upper, aspect, rng)
+            if crop is not None:
+                center, size = crop
         size = size * float(np.clip(rng.normal() * aug.scale + 1, 1 - aug.scale, 1 + aug.scale))
         rotation = float(np.clip(rng.normal() * aug.rotation, -2 * aug.rotation, 2 * aug.rotation))
         rotation = rotation if rng.random() < aug.rotation_prob else 0.0

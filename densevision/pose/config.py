@@ -1,6 +1,6 @@
 """Typed configurations of top-down pose networks and of their training recipe; every default of the pose task
 lives here (the official HRNet recipe: Adam lr 1e-3, ×0.1 twice late in training, 256×192 crops, σ = 2,
-rotation ±45°, scale ±0.35, flip).
+rotation ±45°, scale ±0.35, flip, half-body crops of persons with probability 0.3).
 
 Torch-free at import: the command line builds its flags from these classes.
 """
@@ -60,6 +60,9 @@ class PoseDataConfig:
     rotation: float = field(default=45.0, metadata={"help": "random rotation range in degrees"})
     scale: float = field(default=0.35, metadata={"help": "random scale range (1 +- scale)"})
     flip: float = field(default=0.5, metadata={"help": "horizontal flip probability (left/right pairs swapped)"})
+    half_body: float = field(default=0.3, metadata={
+        "help": "half-body crop probability (COCO person layout with more than 8 labelled keypoints; other "
+                "categories get none)"})
 
 
 def _pose_schedule() -> TrainConfig:
