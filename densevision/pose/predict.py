@@ -1,4 +1,5 @@
-"""Keypoints from boxes: crops, heatmaps (with the flip test), sub-pixel decoding and COCO keypoint results.
+"""Keypoints from boxes: crops, heatmaps (with the flip test), sub-pixel decoding, COCO keypoint results and
+their drawings.
 
 Decoding follows the official HRNet code: the heatmap argmax moved a quarter pixel towards the higher neighbour
 (inside the map's border), mapped back through the crop's inverse affine transform; the flip test averages the
@@ -15,6 +16,7 @@ that the flip moves a stride-4 heatmap in this coordinate convention (heatmap x 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -216,6 +218,7 @@ def result_box_instances(boxes: str | os.PathLike, images: str | os.PathLike, la
         raise DataError(f"{boxes}: expected a list of COCO results")
     return box_instances(data, image_records(images, ann), layout, min_score=min_score, source=str(boxes))
 
+
 def write_keypoint_overlays(records: Sequence[ImageRecord], results: Sequence[dict[str, Any]],
                             layout: KeypointLayout, out_dir: str | os.PathLike, *,
                             score_thr: float = 0.0) -> list[Path]:
@@ -230,9 +233,10 @@ def write_keypoint_overlays(records: Sequence[ImageRecord], results: Sequence[di
     for r in results:
         by_image.setdefault(r["image_id"], []).append(r)
     stems = [Path(rec.file_name).with_suffix("").as_posix().replace("/", "__") for rec in records]
+    shared = {stem for stem, n in Counter(stems).items() if n > 1}
     written = []
     for rec, stem in zip(records, stems, strict=True):
-        path = Path(out_dir) / f"{stem}_{rec.image_id}.png" if stems.count(stem) > 1 else Path(out_dir) / f"{stem}.png"
+        path = Path(out_dir) / (f"{stem}_{rec.image_id}.png" if stem in shared else f"{stem}.png")
         save_png(path, draw_keypoint_results(read_image(rec.path), by_image.get(rec.image_id, []), edges, names,
                                              score_thr=score_thr))
         written.append(path)
