@@ -1,15 +1,17 @@
-"""ONNX export of zoo models, checked against PyTorch with ONNX Runtime before the file is written.
+"""ONNX export of zoo models, trained segmenters and pose networks, checked against PyTorch with ONNX Runtime
+before the file is written.
 
-Classifiers are exported with a dynamic batch axis; feature extractors (``features=True``) with dynamic batch,
-height and width, and are checked at a size other than the one traced. The TorchScript-based exporter
-(``torch.onnx.export(..., dynamo=False)``) is used; model code whose fast eager form does not trace into a
-dynamic-size graph (in-place writes into slices, size-dependent branches) switches on
-``torch.onnx.is_in_onnx_export()``.
+Classifiers and pose networks (at their crop size) are exported with a dynamic batch axis; feature extractors
+(``features=True``) and segmenters with dynamic batch, height and width, and are checked at a size other than the
+one traced. The TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) is used; model code whose
+fast eager form does not trace into a dynamic-size graph (in-place writes into slices, size-dependent branches)
+switches on ``torch.onnx.is_in_onnx_export()``.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from densevision.models import create_model
 DEFAULT_OPSET = 17
 OPSET_RANGE = (7, 20)  # opsets the TorchScript-based exporter writes
 INPUT_NAME = "image"
+POSE_METADATA = "densevision.pose"  # ONNX metadata key of an exported pose network's decoding information
 
 
 @dataclass
@@ -82,6 +85,15 @@ def export_model_bytes(
             output_names=names, dynamic_axes=axes, do_constant_folding=True,
         )
     return buffer.getvalue(), names
+
+
+def _export_or_error(model: nn.Module, label: str, **kwargs) -> tuple[bytes, list[str]]:
+    """:func:`export_model_bytes` with the exporter's failure as a one-line ``DenseVisionError`` naming ``label``."""
+    try:
+        return export_model_bytes(model, **kwargs)
+    except torch.onnx.errors.OnnxExporterError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DenseVisionError(f"{label}: ONNX export at opset {kwargs['opset']} failed: {first}") from None
 
 
 def check_with_onnxruntime(
@@ -157,11 +169,7 @@ def export_onnx(
     if h < 32 or w < 32:
         raise DenseVisionError(f"{name}: export size {h}x{w} is too small (at least 32x32)")
     torch.manual_seed(seed)
-    try:
-        onnx_bytes, names = export_model_bytes(model, features=features, size=(h, w), opset=opset)
-    except torch.onnx.errors.OnnxExporterError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DenseVisionError(f"{name}: ONNX export at opset {opset} failed: {first}") from None
+    onnx_bytes, names = _export_or_error(model, name, features=features, size=(h, w), opset=opset)
     inputs = [torch.randn(2, 3, h, w)]
     if features:
         inputs.append(torch.randn(1, 3, h + 29, w + 48))
@@ -196,15 +204,47 @@ def export_segmenter(
         raise DenseVisionError(f"{checkpoint}: export size {h}x{w} is too small (at least 32x32)")
     torch.manual_seed(seed)
     label = str(checkpoint)
-    try:
-        onnx_bytes, names = export_model_bytes(model, features=True, size=size, opset=opset,
-                                               output_names=["logits"])
-    except torch.onnx.errors.OnnxExporterError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DenseVisionError(f"{label}: ONNX export at opset {opset} failed: {first}") from None
+    onnx_bytes, names = _export_or_error(model, label, features=True, size=size, opset=opset,
+                                         output_names=["logits"])
     inputs = [torch.rand(2, 3, h + 29, w + 48), torch.rand(1, 3, max(32, h // 2 + 7), w + 13)]
     checks = check_with_onnxruntime(onnx_bytes, model, inputs, atol=atol, label=label)
     with atomic_open(path, "wb") as f:
         f.write(onnx_bytes)
     return ExportReport(model=f"segmenter:{model.arch.get('backbone')}+{model.arch.get('head')}", path=str(path),
                         opset=opset, features=False, input_size=(h, w), output_names=names, checked=checks)
+
+
+def export_pose(
+    checkpoint: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    opset: int = DEFAULT_OPSET,
+    trust_checkpoint: bool = False,
+    atol: float = 1e-4,
+    seed: int = 0,
+) -> ExportReport:
+    """Export a trained top-down pose network (``pose train`` run or checkpoint) to ``path``: input ``image``
+    B×3×H×W crops in [0, 1] at the network's crop size (normalisation inside the graph), output ``heatmaps``
+    B×K×h×w, the batch axis dynamic. Traced at batch 1, checked with ONNX Runtime on batches of 2 and 3; written
+    only when both agree, with the metadata entry ``densevision.pose`` (JSON: the categories with keypoint names,
+    flip pairs, sigmas and skeleton, ``input_size``, ``heatmap_stride``, ``decode``, ``unbiased``) that decoding
+    the heatmaps needs."""
+    from densevision.pose.model import load_pose_model
+
+    require_onnx()
+    model, meta = load_pose_model(checkpoint, trust_checkpoint=trust_checkpoint)
+    label = str(checkpoint)
+    onnx_bytes, names = _export_or_error(model, label, features=False, size=model.input_size, opset=opset,
+                                         output_names=["heatmaps"])
+    torch.manual_seed(seed)
+    inputs = [torch.rand(2, 3, *model.input_size), torch.rand(3, 3, *model.input_size)]
+    checks = check_with_onnxruntime(onnx_bytes, model, inputs, atol=atol, label=label)
+    graph = require("onnx", "ONNX export").load_from_string(onnx_bytes)
+    graph.metadata_props.add(key=POSE_METADATA, value=json.dumps({
+        "categories": meta["categories"], "input_size": list(model.input_size),
+        "heatmap_stride": model.heatmap_stride, "decode": meta.get("decode", "quarter"),
+        "unbiased": meta.get("unbiased", False)}))
+    with atomic_open(path, "wb") as f:
+        f.write(graph.SerializeToString())
+    return ExportReport(model=f"pose network ({model.num_joints} joints)", path=str(path), opset=opset, features=False,
+                        input_size=model.input_size, output_names=names, checked=checks)

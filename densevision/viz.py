@@ -1,4 +1,4 @@
-"""Pictures of instance predictions: mask / box / caption overlays (torchvision drawing) and figure grids."""
+"""Pictures of predictions: mask / box / caption overlays (torchvision drawing), keypoint skeletons, figure grids."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
@@ -94,6 +94,49 @@ def draw_coco_results(
     scores = [float(r["score"]) for r in kept] if all("score" in r for r in kept) else None
     return draw_instances(image, boxes=boxes.reshape(-1, 4), masks=masks, names=names, scores=scores,
                           color_keys=cats)
+
+
+def confidence_color(confidence: float) -> Color:
+    """Red at confidence 0 through yellow at 0.5 to green at 1 (clipped to [0, 1])."""
+    r, g, b = colorsys.hsv_to_rgb(min(max(float(confidence), 0.0), 1.0) / 3, 1.0, 1.0)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def draw_keypoint_results(
+    image: np.ndarray | torch.Tensor,
+    results: Sequence[Mapping[str, Any]],
+    edges: Mapping[int, Sequence[tuple[int, int]]],
+    category_names: Mapping[int, str] | None = None,
+    *,
+    score_thr: float = 0.0,
+    kpt_thr: float = 0.2,
+) -> np.ndarray:
+    """Draw one image's COCO keypoint results (``category_id``, flat ``keypoints`` [x, y, confidence] × K,
+    ``score``, optional ``bbox`` XYWH) scoring at least ``score_thr``; returns H×W×3 uint8.
+
+    Each instance: its box and caption in the category's colour (:func:`color_for`), lines in that colour along
+    ``edges[category_id]`` (0-based keypoint pairs) between keypoints whose confidences are both ≥ ``kpt_thr``,
+    then every keypoint as a dot coloured by its confidence (:func:`confidence_color`: red 0, green 1).
+    """
+    kept = [r for r in results if r.get("score", 1.0) >= score_thr]
+    boxed = [r for r in kept if "bbox" in r]
+    names = [(category_names or {}).get(int(r["category_id"]), str(r["category_id"])) for r in boxed]
+    xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in boxed)], dtype=torch.float32)
+    canvas = Image.fromarray(draw_instances(image, boxes=xyxy.reshape(-1, 4), names=names,
+                                            scores=[float(r.get("score", 1.0)) for r in boxed],
+                                            color_keys=[int(r["category_id"]) for r in boxed], box_width=1))
+    radius = max(2, round(min(canvas.size) / 150))
+    draw = ImageDraw.Draw(canvas)
+    for r in kept:
+        points = np.asarray(r["keypoints"], np.float64).reshape(-1, 3)
+        for a, b in edges.get(int(r["category_id"]), ()):
+            if min(points[a, 2], points[b, 2]) >= kpt_thr:
+                draw.line([tuple(points[a, :2]), tuple(points[b, :2])], fill=color_for(int(r["category_id"])),
+                          width=max(1, radius // 2 + 1))
+        for x, y, confidence in points:
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=confidence_color(confidence),
+                         outline=(0, 0, 0))
+    return np.asarray(canvas).copy()
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray) -> None:

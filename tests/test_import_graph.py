@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "densevision"
 TASKS = {"detection", "refine", "segmentation", "pose"}
 FLOORS = {"layers", "data", "evaluation", "models", "engine"}
-ABOVE_FLOORS = TASKS | {"api", "demo", "bench", "bench_segmentation", "export", "cli"}
+ABOVE_FLOORS = TASKS | {"api", "demo", "bench", "bench_segmentation", "export", "pipelines", "cli"}
 
 
 def _package(module: str) -> str | None:

@@ -5,7 +5,8 @@ Several categories with different keypoint sets share one network: their keypoin
 channels (:class:`KeypointLayout`), each category owning a contiguous slice; a crop's targets are non-zero only
 in its category's slice. The recipe follows the official HRNet pose code: the box is padded to the input aspect
 ratio and enlarged ×1.25, targets are Gaussians (peak 1, σ = 2 at heatmap resolution) centred at the rounded
-keypoint (or, as an option, at the exact keypoint: DARK's unbiased encoding), weighted by visibility.
+keypoint (or, as an option, at the exact keypoint: DARK's unbiased encoding), weighted by visibility; persons
+in COCO's 17-keypoint layout also get the official half-body crops (upper or lower body only).
 """
 
 from __future__ import annotations
@@ -33,7 +34,17 @@ COCO_PERSON_KEYPOINTS = (
     "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
     "right_ankle",
 )
+# COCO's person skeleton (1-based keypoint pairs, as in COCO's person_keypoints files).
+COCO_PERSON_SKELETON = (
+    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9), (8, 10), (9, 11),
+    (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
+)
 BOX_SCALE = 1.25
+# Half-body crops (COCO person layout): the first 11 keypoints (nose to wrists) are the upper body; a crop needs
+# more than 8 labelled keypoints, and is the chosen half's extent padded to the input aspect ratio, ×1.5.
+PERSON_UPPER_BODY = 11
+HALF_BODY_MIN_JOINTS = 8
+HALF_BODY_SCALE = 1.5
 
 
 def flip_pairs_from_names(names: Sequence[str]) -> list[tuple[int, int]]:
@@ -56,10 +67,25 @@ def category_sigmas(category: Mapping[str, Any]) -> list[float] | None:
     return None
 
 
+def _pairs(category: Mapping[str, Any], key: str, source: str) -> list[tuple[int, int]] | None:
+    """A category's 1-based keypoint pairs under ``key`` as 0-based pairs (None when absent)."""
+    if category.get(key) is None:
+        return None
+    k = len(category["keypoints"])
+    try:
+        pairs = [(int(a) - 1, int(b) - 1) for a, b in category[key]]
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: category {category['id']} has a {key} that is not a list of pairs") from None
+    if any(not (0 <= i < k) for p in pairs for i in p):
+        raise DataError(f"{source}: category {category['id']} has {key} outside 1..{k}")
+    return pairs
+
+
 @dataclass(frozen=True)
 class KeypointCategory:
-    """One category's keypoints: names, 0-based ``flip_pairs``, OKS ``sigmas`` (None when unknown), and the
-    ``offset`` of its first channel in the shared layout."""
+    """One category's keypoints: names, 0-based ``flip_pairs``, OKS ``sigmas`` (None when unknown), the
+    ``offset`` of its first channel in the shared layout and the 0-based ``skeleton`` edges drawn between
+    keypoints (None when the category has none: :meth:`edges` then joins consecutive keypoints)."""
 
     id: int
     name: str
@@ -67,10 +93,18 @@ class KeypointCategory:
     flip_pairs: tuple[tuple[int, int], ...]
     sigmas: tuple[float, ...] | None
     offset: int
+    skeleton: tuple[tuple[int, int], ...] | None = None
 
     @property
     def channels(self) -> slice:
         return slice(self.offset, self.offset + len(self.keypoints))
+
+    @property
+    def edges(self) -> tuple[tuple[int, int], ...]:
+        """The 0-based keypoint pairs to draw: the ``skeleton``, else each keypoint to the next."""
+        if self.skeleton is not None:
+            return self.skeleton
+        return tuple((i, i + 1) for i in range(len(self.keypoints) - 1))
 
 
 class KeypointLayout:
@@ -84,19 +118,19 @@ class KeypointLayout:
             names = tuple(cat.get("keypoints") or ())
             if not names:
                 continue
-            if cat.get("flip_pairs") is not None:
-                pairs = [(int(a) - 1, int(b) - 1) for a, b in cat["flip_pairs"]]
-                if any(not (0 <= i < len(names)) for p in pairs for i in p):
-                    raise DataError(f"{source}: category {cat['id']} has flip_pairs outside 1..{len(names)}")
-            else:
+            pairs = _pairs(cat, "flip_pairs", source)
+            if pairs is None:
                 pairs = flip_pairs_from_names(names)
+            skeleton = _pairs(cat, "skeleton", source)
+            if skeleton is None and names == COCO_PERSON_KEYPOINTS:
+                skeleton = [(a - 1, b - 1) for a, b in COCO_PERSON_SKELETON]
             sigmas = category_sigmas(cat)
             if sigmas is not None and len(sigmas) != len(names):
                 raise DataError(f"{source}: category {cat['id']} has {len(sigmas)} kpt_sigmas for {len(names)} "
                                 "keypoints")
             self.categories[int(cat["id"])] = KeypointCategory(
                 int(cat["id"]), str(cat.get("name", cat["id"])), names, tuple(pairs),
-                None if sigmas is None else tuple(sigmas), offset)
+                None if sigmas is None else tuple(sigmas), offset, None if skeleton is None else tuple(skeleton))
             offset += len(names)
         if not self.categories:
             raise DataError(f"{source}: no category has 'keypoints' names")
@@ -112,7 +146,9 @@ class KeypointLayout:
         them back."""
         return [{"id": c.id, "name": c.name, "keypoints": list(c.keypoints),
                  "flip_pairs": [[a + 1, b + 1] for a, b in c.flip_pairs],
-                 "kpt_sigmas": None if c.sigmas is None else list(c.sigmas)} for c in self.categories.values()]
+                 "kpt_sigmas": None if c.sigmas is None else list(c.sigmas),
+                 "skeleton": None if c.skeleton is None else [[a + 1, b + 1] for a, b in c.skeleton]}
+                for c in self.categories.values()]
 
 
 # ------------------------------------------------------------------------------------------- geometry
@@ -146,6 +182,32 @@ def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
+def upper_body_mask(category: KeypointCategory) -> np.ndarray | None:
+    """Which of a category's keypoints are the upper body, for half-body crops: COCO's person layout only (nose,
+    eyes, ears, shoulders, elbows, wrists); None for any other category, which gets no half-body crops."""
+    if category.keypoints != COCO_PERSON_KEYPOINTS:
+        return None
+    return np.arange(len(category.keypoints)) < PERSON_UPPER_BODY
+
+
+def half_body_crop(joints: np.ndarray, visible: np.ndarray, upper: np.ndarray, aspect: float,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+    """The official half-body crop: centre (x, y) and size (w, h) around the labelled joints (K×2 ``joints``,
+    ``visible`` K bool) of the upper body (``upper`` K bool) when a normal draw is below 0.5 and it has more
+    than 2 of them, else of the lower body when it has more than 2, else of the upper body; their extent padded
+    to ``aspect`` (w / h) and ×1.5, centred at their mean. None with fewer than 2 joints."""
+    upper_joints, lower_joints = joints[visible & upper], joints[visible & ~upper]
+    if rng.normal() < 0.5 and len(upper_joints) > 2:
+        chosen = upper_joints
+    else:
+        chosen = lower_joints if len(lower_joints) > 2 else upper_joints
+    if len(chosen) < 2:
+        return None
+    low, high = chosen.min(0), chosen.max(0)
+    _, size = box_to_center_size([*low, *(high - low)], aspect, HALF_BODY_SCALE)
+    return chosen.mean(0), size
+
+
 def gaussian_targets(joints: np.ndarray, visible: np.ndarray, heatmap_size: Sequence[int],
                      sigma: float = 2.0, *, unbiased: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps K×h×w (float32) with a Gaussian in a (6σ+1)² window around ``int(joint + 0.5)`` (joints K×2 in
@@ -177,13 +239,16 @@ def gaussian_targets(joints: np.ndarray, visible: np.ndarray, heatmap_size: Sequ
 # ------------------------------------------------------------------------------------------- dataset
 @dataclass(frozen=True)
 class Augment:
-    """Random affine augmentation of a crop: rotation ±``rotation`` degrees (with probability
-    ``rotation_prob``), scale 1 ± ``scale``, horizontal flip with probability ``flip``."""
+    """Random affine augmentation of a crop: a half-body crop with probability ``half_body`` (COCO person
+    layout with more than 8 labelled keypoints: :func:`half_body_crop`; other categories never), rotation
+    ±``rotation`` degrees (with probability ``rotation_prob``), scale 1 ± ``scale``, horizontal flip with
+    probability ``flip``."""
 
     rotation: float = 45.0
     rotation_prob: float = 0.6
     scale: float = 0.35
     flip: float = 0.5
+    half_body: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -255,12 +320,20 @@ class TopDownDataset(Dataset):
 
     def crop_geometry(self, index: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray,
                                                                                           float, bool]:
-        """Centre, size, rotation and flip of sample ``index`` (random only with ``augment`` and ``rng``)."""
+        """Centre, size, rotation and flip of sample ``index`` (random only with ``augment`` and ``rng``; random
+        numbers are drawn in the official order: half-body, scale, rotation, flip)."""
         inst = self.instances[index]
-        center, size = box_to_center_size(inst.box, self.input_size[1] / self.input_size[0])
+        aspect = self.input_size[1] / self.input_size[0]
+        center, size = box_to_center_size(inst.box, aspect)
         aug = self.augment
         if aug is None or rng is None:
             return center, size, 0.0, False
+        upper = upper_body_mask(self.layout.categories[inst.category_id])
+        visible = inst.keypoints[:, 2] > 0
+        if upper is not None and visible.sum() > HALF_BODY_MIN_JOINTS and rng.random() < aug.half_body:
+            crop = half_body_crop(inst.keypoints[:, :2], visible, upper, aspect, rng)
+            if crop is not None:
+                center, size = crop
         size = size * float(np.clip(rng.normal() * aug.scale + 1, 1 - aug.scale, 1 + aug.scale))
         rotation = float(np.clip(rng.normal() * aug.rotation, -2 * aug.rotation, 2 * aug.rotation))
         rotation = rotation if rng.random() < aug.rotation_prob else 0.0

@@ -1,6 +1,6 @@
 """Typed configurations of top-down pose networks and of their training recipe; every default of the pose task
 lives here (the official HRNet recipe: Adam lr 1e-3, ×0.1 twice late in training, 256×192 crops, σ = 2,
-rotation ±45°, scale ±0.35, flip).
+rotation ±45°, scale ±0.35, flip, half-body crops of persons with probability 0.3).
 
 Torch-free at import: the command line builds its flags from these classes.
 """
@@ -21,9 +21,10 @@ class PoseNetConfig:
         "help": "zoo pose network (pose_hrnet_w32, pose_hrnet_w48); or use --backbone"})
     backbone: str | None = field(default=None, metadata={
         "help": "zoo model or timm:<name> under a heatmap head (instead of --model)"})
-    head: Literal["simple", "hrnetv2"] = field(default="simple", metadata={
-        "help": "heatmap head over --backbone: simple (SimpleBaseline deconvolutions) or hrnetv2 (all levels "
-                "concatenated at the finest stride)"})
+    head: Literal["simple", "hrnetv2", "vitpose"] = field(default="simple", metadata={
+        "help": "heatmap head over --backbone: simple (SimpleBaseline deconvolutions), hrnetv2 (all levels "
+                "concatenated at the finest stride) or vitpose (ViTPose's simple decoder on a zoo ViT: ReLU, "
+                "bilinear x4, 3x3 conv)"})
     overrides: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "architecture overrides of the model or backbone, e.g. '{width: 16}'"})
     weights: str | None = field(default=None, metadata={
@@ -63,6 +64,9 @@ class PoseDataConfig:
     rotation: float = field(default=45.0, metadata={"help": "random rotation range in degrees"})
     scale: float = field(default=0.35, metadata={"help": "random scale range (1 +- scale)"})
     flip: float = field(default=0.5, metadata={"help": "horizontal flip probability (left/right pairs swapped)"})
+    half_body: float = field(default=0.3, metadata={
+        "help": "half-body crop probability (COCO person layout with more than 8 labelled keypoints; other "
+                "categories get none)"})
 
 
 def _pose_schedule() -> TrainConfig:

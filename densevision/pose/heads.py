@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from densevision.models.hrnet import hrnet_v2_concat
@@ -61,11 +62,33 @@ class HRNetV2HeatmapHead(nn.Module):
         return self.final_layer(self.fuse(hrnet_v2_concat(feats)))
 
 
+class ViTPoseSimpleHead(nn.Module):
+    """ViTPose's simple decoder (Xu et al., NeurIPS 2022) for plain ViTs: the last feature map ``B×C×h×w``
+    (stride 16) through ReLU, bilinear ×``upsample`` (align_corners False), then a 3×3 conv to ``num_joints``.
+
+    ``forward(feats) -> B×K×(h·4)×(w·4)`` (stride 16 -> stride 4). The paper words it "upsample, then ReLU";
+    the released code (mmpose's ``TopdownHeatmapSimpleHead`` with ``upsample=4``, ``num_deconv_layers=0``,
+    ``final_conv_kernel=3``) applies the ReLU first, which is what its checkpoints expect.
+    """
+
+    def __init__(self, in_channels: Sequence[int], num_joints: int, *, upsample: int = 4) -> None:
+        super().__init__()
+        self.final_layer = nn.Conv2d(in_channels[-1], num_joints, 3, padding=1)
+        self.upsample = upsample
+        self.level = -1
+        nn.init.normal_(self.final_layer.weight, std=0.001)
+        nn.init.zeros_(self.final_layer.bias)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = F.interpolate(F.relu(feats[-1]), scale_factor=self.upsample, mode="bilinear", align_corners=False)
+        return self.final_layer(x)
+
+
 class HeatmapNet(nn.Module):
     """A feature extractor followed by a heatmap head: ``B×3×H×W -> B×K×H/s×W/s`` with ``s = heatmap_stride``
     (the stride of the level the head starts from divided by the head's upsampling)."""
 
-    def __init__(self, body: nn.Module, head: SimpleBaselineHead | HRNetV2HeatmapHead) -> None:
+    def __init__(self, body: nn.Module, head: SimpleBaselineHead | HRNetV2HeatmapHead | ViTPoseSimpleHead) -> None:
         super().__init__()
         self.body = body
         self.head = head

@@ -2,7 +2,8 @@
 
 :func:`build_pose_model` returns a :class:`TopDownPose`: images in [0, 1] are normalised as the network's
 weights expect, then mapped to heatmaps. The network is either a zoo pose network (``pose_hrnet_w32``) or
-any zoo / ``timm:<name>`` backbone's last feature map under a SimpleBaseline head.
+any zoo / ``timm:<name>`` backbone under a heatmap head (SimpleBaseline, HRNetV2, or ViTPose's simple
+decoder for plain ViTs).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from torch import nn
 
 from densevision.engine.checkpoint import find_checkpoint, model_spec, read_model_spec
 from densevision.errors import CheckpointError, DenseVisionError
-from densevision.models import create_model, list_models
-from densevision.models.bodies import build_body
+from densevision.models import create_model, list_models, model_family
+from densevision.models.bodies import TIMM_PREFIX, build_body
 from densevision.models.checkpoint import load_state_dict_checked, read_checkpoint
-from densevision.pose.heads import HeatmapNet, HRNetV2HeatmapHead, SimpleBaselineHead
+from densevision.pose.heads import HeatmapNet, HRNetV2HeatmapHead, SimpleBaselineHead, ViTPoseSimpleHead
 
 BUILDER = "top_down_pose"
-HEADS = {"simple": SimpleBaselineHead, "hrnetv2": HRNetV2HeatmapHead}
+HEADS = {"simple": SimpleBaselineHead, "hrnetv2": HRNetV2HeatmapHead, "vitpose": ViTPoseSimpleHead}
+VIT_STRIDE16_LEVEL = 2  # the zoo ViT body's level at stride 16: the last block's patch tokens, layer-normed
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -65,7 +67,8 @@ def build_pose_model(
     Either ``model`` (a zoo pose network such as ``pose_hrnet_w32``; ``weights``: its checkpoint, e.g. an
     official release) or ``backbone`` (a zoo name or ``timm:<name>``; ``weights``: a zoo backbone checkpoint)
     with ``head`` (``"simple"``: SimpleBaseline on the last level; ``"hrnetv2"``: HRNetV2's concatenation of all
-    levels at the finest stride). ``overrides``: architecture arguments of the model/backbone.
+    levels at the finest stride; ``"vitpose"``: ViTPose's simple decoder on a zoo ViT's stride-16 map).
+    ``overrides``: architecture arguments of the model/backbone.
     """
     overrides = dict(overrides or {})
     if (model is None) == (backbone is None):
@@ -79,7 +82,8 @@ def build_pose_model(
     else:
         if head not in HEADS:
             raise DenseVisionError(f"--head {head}: choose from {', '.join(HEADS)}")
-        body = build_body(backbone, weights=weights, **overrides)
+        body = _vitpose_body(backbone, weights, overrides) if head == "vitpose" else build_body(
+            backbone, weights=weights, **overrides)
         body_stride, cfg = body.strides[-1], body.pretrained_cfg
         if input_size[0] % body_stride or input_size[1] % body_stride:
             raise DenseVisionError(f"--input-size {input_size[0]} {input_size[1]}: must be multiples of the "
@@ -88,6 +92,19 @@ def build_pose_model(
         stride = network.heatmap_stride
     return TopDownPose(network, num_joints=num_joints, heatmap_stride=stride, input_size=input_size,
                        mean=cfg.get("mean", _IMAGENET_MEAN), std=cfg.get("std", _IMAGENET_STD))
+
+
+def _vitpose_body(backbone: str, weights: str | os.PathLike | None, overrides: Mapping[str, Any]) -> nn.Module:
+    """The plain ViT body ViTPose's simple decoder reads: a zoo ViT with 16-pixel patches returning only its
+    stride-16 map (no pyramid levels built that the head would not use)."""
+    if backbone.startswith(TIMM_PREFIX) or model_family(backbone) != "vit":
+        raise DenseVisionError(f"--head vitpose decodes a plain ViT's stride-16 map: --backbone must be a zoo "
+                               f"ViT (vit_*), got {backbone}")
+    body = build_body(backbone, weights=weights, **{**overrides, "out_indices": (VIT_STRIDE16_LEVEL,)})
+    if body.patch_size != 16:
+        raise DenseVisionError(f"--head vitpose needs 16-pixel patches (a stride-16 map); {backbone} has "
+                               f"{body.patch_size}-pixel patches")
+    return body
 
 
 def pose_model_spec(config: Mapping[str, Any], *, num_joints: int, meta: Mapping[str, Any]) -> dict[str, Any]:

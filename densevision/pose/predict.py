@@ -1,4 +1,5 @@
-"""Keypoints from boxes: crops, heatmaps (with the flip test), sub-pixel decoding and COCO keypoint results.
+"""Keypoints from boxes: crops, heatmaps (with the flip test), sub-pixel decoding, COCO keypoint results and
+their drawings.
 
 Decoding follows the official HRNet code: the heatmap argmax moved a quarter pixel towards the higher neighbour
 (inside the map's border), mapped back through the crop's inverse affine transform; the flip test averages the
@@ -15,7 +16,9 @@ that the flip moves a stride-4 heatmap in this coordinate convention (heatmap x 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from densevision.data.images import ImageRecord, load_image, records_from_coco, records_from_folder
+from densevision.data.images import ImageRecord, load_image, read_image, records_from_coco, records_from_folder
 from densevision.data.jsonio import read_json
 from densevision.data.keypoints import (
     KeypointLayout,
@@ -179,28 +182,62 @@ def gt_box_instances(ann: str | os.PathLike, images: str | os.PathLike,
     return known
 
 
-def result_box_instances(boxes: str | os.PathLike, images: str | os.PathLike, layout: KeypointLayout, *,
-                         ann: str | os.PathLike | None = None, min_score: float = 0.0) -> list[PoseInstance]:
-    """The boxes of a COCO results file (``image_id``, ``category_id``, ``bbox``, ``score``) of the network's
-    categories with ``score >= min_score``; image ids refer to ``ann``'s images, else to the files of
-    ``images`` in sorted order (ids 1..N, as ``densevision detect predict`` numbers a folder)."""
-    records: dict[int, ImageRecord] = {r.image_id: r for r in (
-        records_from_coco(ann, images)[0] if ann is not None else records_from_folder(images))}
-    data = read_json(boxes)
-    if not isinstance(data, list):
-        raise DataError(f"{boxes}: expected a list of COCO results")
+def image_records(images: str | os.PathLike, ann: str | os.PathLike | None = None) -> list[ImageRecord]:
+    """The images predictions refer to: ``ann``'s images (ids and file names relative to ``images``), else the
+    files of ``images`` in sorted order (ids 1..N, as ``densevision detect predict`` numbers a folder)."""
+    return records_from_coco(ann, images)[0] if ann is not None else records_from_folder(images)
+
+
+def box_instances(results: Sequence[Any], records: Sequence[ImageRecord], layout: KeypointLayout, *,
+                  min_score: float = 0.0, source: str = "boxes") -> list[PoseInstance]:
+    """The boxes of COCO results (``image_id`` of ``records``, ``category_id``, ``bbox`` XYWH, ``score``) of the
+    network's categories with ``score >= min_score``, in their order; ``source`` names them in errors."""
+    by_id = {r.image_id: r for r in records}
     instances = []
-    for i, r in enumerate(data):
-        where = f"{boxes}: result {i}"
+    for i, r in enumerate(results):
+        where = f"{source}: result {i}"
         if not isinstance(r, dict) or not {"image_id", "category_id", "bbox"} <= set(r):
             raise DataError(f"{where}: needs image_id, category_id and bbox")
-        if r["image_id"] not in records:
+        if r["image_id"] not in by_id:
             raise DataError(f"{where}: image_id {r['image_id']} is not one of the images")
         cat = layout.categories.get(r["category_id"])
         score = float(r.get("score", 1.0))
         if cat is None or score < min_score:
             continue
         zeros = np.zeros((len(cat.keypoints), 3))
-        instances.append(PoseInstance(records[r["image_id"]], cat.id, tuple(float(v) for v in r["bbox"]), zeros,
+        instances.append(PoseInstance(by_id[r["image_id"]], cat.id, tuple(float(v) for v in r["bbox"]), zeros,
                                       score))
     return instances
+
+
+def result_box_instances(boxes: str | os.PathLike, images: str | os.PathLike, layout: KeypointLayout, *,
+                         ann: str | os.PathLike | None = None, min_score: float = 0.0) -> list[PoseInstance]:
+    """The boxes of a COCO results file (:func:`box_instances`) on the images of :func:`image_records`."""
+    data = read_json(boxes)
+    if not isinstance(data, list):
+        raise DataError(f"{boxes}: expected a list of COCO results")
+    return box_instances(data, image_records(images, ann), layout, min_score=min_score, source=str(boxes))
+
+
+def write_keypoint_overlays(records: Sequence[ImageRecord], results: Sequence[dict[str, Any]],
+                            layout: KeypointLayout, out_dir: str | os.PathLike, *,
+                            score_thr: float = 0.0) -> list[Path]:
+    """One ``<file stem>.png`` per image in ``out_dir``: its keypoint results scoring at least ``score_thr`` drawn
+    as skeletons (each category's ``skeleton``, else consecutive keypoints; dots coloured by confidence) with
+    their boxes. Sub-folders of the file name become ``__``; stems shared by several images get ``_<image id>``."""
+    from densevision.viz import draw_keypoint_results, save_png
+
+    edges = {c.id: c.edges for c in layout.categories.values()}
+    names = {c.id: c.name for c in layout.categories.values()}
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        by_image.setdefault(r["image_id"], []).append(r)
+    stems = [Path(rec.file_name).with_suffix("").as_posix().replace("/", "__") for rec in records]
+    shared = {stem for stem, n in Counter(stems).items() if n > 1}
+    written = []
+    for rec, stem in zip(records, stems, strict=True):
+        path = Path(out_dir) / (f"{stem}_{rec.image_id}.png" if stem in shared else f"{stem}.png")
+        save_png(path, draw_keypoint_results(read_image(rec.path), by_image.get(rec.image_id, []), edges, names,
+                                             score_thr=score_thr))
+        written.append(path)
+    return written

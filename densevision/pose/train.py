@@ -75,7 +75,7 @@ class PoseTask:
             gt_box_instances(val_json, val_images, self.layout)
             self.val_paths = (val_json, val_images)
         data, net = self.config.data, self.config.model
-        augment = Augment(rotation=data.rotation, scale=data.scale, flip=data.flip)
+        augment = Augment(rotation=data.rotation, scale=data.scale, flip=data.flip, half_body=data.half_body)
         return TopDownDataset(instances, self.layout, input_size=net.input_size, heatmap_stride=HEATMAP_STRIDE,
                               sigma=net.sigma, augment=augment, unbiased=net.target == "unbiased")
 

@@ -20,5 +20,5 @@ def test_official_recipe_defaults() -> None:
     config = PoseTrainConfig()
     assert (config.train.lr, config.train.weight_decay, config.train.schedule) == (1e-3, 0.0, "step")
     assert config.model.input_size == [256, 192] and config.model.sigma == 2.0
-    assert (config.data.rotation, config.data.scale, config.data.flip) == (45.0, 0.35, 0.5)
+    assert (config.data.rotation, config.data.scale, config.data.flip, config.data.half_body) == (45.0, 0.35, 0.5, 0.3)
     assert {"model.model", "model.backbone", "data.kpt_sigmas", "train.iters"} <= set(leaf_keys(PoseTrainConfig))

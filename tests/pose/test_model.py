@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from densevision.errors import DenseVisionError
-from densevision.pose.heads import SimpleBaselineHead
+from densevision.pose.heads import SimpleBaselineHead, ViTPoseSimpleHead
 from densevision.pose.model import build_pose_model
 from tests.pose.conftest import TINY_BACKBONE, TINY_POSE_HRNET
 
@@ -36,6 +36,33 @@ def test_backbone_with_hrnetv2_head_fuses_every_level_at_the_finest_stride() -> 
     assert model.network.head.fuse[0].in_channels == sum(body.out_channels)
 
 
+TINY_VIT = {"embed_dim": 32, "depth": 1, "num_heads": 2, "img_size": 64}
+
+
+def test_vitpose_head_is_relu_bilinear_x4_then_a_3x3_conv() -> None:
+    head = ViTPoseSimpleHead([16, 32], 5)
+    x = torch.randn(2, 32, 4, 3)
+    expected = head.final_layer(torch.nn.functional.interpolate(x.clamp(min=0), size=(16, 12), mode="bilinear"))
+    assert torch.equal(head([torch.randn(2, 16, 8, 6), x]), expected)
+    convs = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [(32, 5, (3, 3), (1, 1))]
+
+
+def test_vitpose_on_a_plain_vit_reads_only_its_stride_16_map() -> None:
+    model = build_pose_model(num_joints=3, input_size=(64, 48), backbone="vit_tiny_patch16_224", head="vitpose",
+                             overrides=TINY_VIT)
+    body = model.network.body
+    assert body.strides == [16] and body.out_channels == [32] and list(body.pyramid) == ["2"]
+    assert model.heatmap_stride == 4 and model.heatmap_size == (16, 12)
+    heatmaps = model(torch.rand(2, 3, 64, 48))
+    assert heatmaps.shape == (2, 3, 16, 12)
+    heatmaps.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())  # no parameter the head leaves unused
+    with pytest.raises(DenseVisionError, match="16-pixel patches"):
+        build_pose_model(num_joints=3, input_size=(64, 64), backbone="vit_small_patch32_224", head="vitpose",
+                         overrides=TINY_VIT)
+
+
 def test_pose_hrnet_model() -> None:
     model = build_pose_model(num_joints=4, input_size=(32, 24), model="pose_hrnet_w32",
                              overrides=TINY_POSE_HRNET).eval()
@@ -47,7 +74,9 @@ def test_pose_hrnet_model() -> None:
     ({}, "exactly one"),
     ({"model": "pose_hrnet_w32", "backbone": "hrnet_w18"}, "exactly one"),
     ({"model": "hrnet_w18"}, "not a pose network"),
-    ({"backbone": "hrnet_w18", "head": "vitpose"}, "--head vitpose"),
+    ({"backbone": "hrnet_w18", "head": "vitpose"}, "--head vitpose .* zoo ViT"),
+    ({"backbone": "timm:vit_tiny_patch16_224", "head": "vitpose"}, "--head vitpose .* zoo ViT"),
+    ({"backbone": "hrnet_w18", "head": "deconv"}, "--head deconv"),
 ])
 def test_invalid_choices(kwargs: dict, message: str) -> None:
     with pytest.raises(DenseVisionError, match=message):

@@ -1,11 +1,13 @@
-"""Heatmap decoding (quarter-pixel rule), the flip test, and keypoints mapped back from crops to images."""
+"""Heatmap decoding (quarter-pixel rule), the flip test, keypoints mapped back from crops to images, drawings."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
+from densevision.data.images import ImageRecord, read_image
 from densevision.data.keypoints import (
     KeypointLayout,
     PoseInstance,
@@ -15,7 +17,14 @@ from densevision.data.keypoints import (
 )
 from densevision.data.synthetic import generate
 from densevision.evaluation.coco import evaluate
-from densevision.pose.predict import decode_dark, decode_heatmaps, flip_test_heatmaps, predict_keypoints
+from densevision.pose.predict import (
+    decode_dark,
+    decode_heatmaps,
+    flip_test_heatmaps,
+    predict_keypoints,
+    write_keypoint_overlays,
+)
+from densevision.viz import color_for
 
 
 def test_quarter_pixel_rule() -> None:
@@ -108,3 +117,16 @@ def test_instances_keep_their_category_channels() -> None:
     layout = KeypointLayout([{"id": 1, "keypoints": ["a"]}, {"id": 2, "keypoints": ["b", "c"]}])
     assert [c.channels for c in layout.categories.values()] == [slice(0, 1), slice(1, 3)]
     assert PoseInstance.__dataclass_fields__["score"].default == 1.0
+
+
+def test_drawings_are_named_after_the_images(tmp_path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ("x.png", "x.jpg", "sub/y.png"):
+        Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / name)
+    records = [ImageRecord(i + 1, tmp_path / name, name) for i, name in enumerate(("x.png", "x.jpg", "sub/y.png"))]
+    layout = KeypointLayout([{"id": 1, "keypoints": ["a", "b"]}])
+    results = [{"image_id": 3, "category_id": 1, "keypoints": [4, 4, 0.9, 12, 12, 0.9], "score": 0.9}]
+    written = write_keypoint_overlays(records, results, layout, tmp_path / "viz")
+    assert [p.name for p in written] == ["x_1.png", "x_2.png", "sub__y.png"]
+    assert tuple(read_image(written[2])[8, 8]) == color_for(1)  # the line between the two keypoints
+    assert (read_image(written[0]) == 90).all()
