@@ -40,6 +40,7 @@ from densevision.extras import require
 from densevision.io import atomic_open, save_torch, write_json
 from densevision.pose.config import PoseDataConfig, PoseNetConfig, PoseTrainConfig
 from densevision.pose.model import load_pose_model
+from densevision.pose.nms import oks_nms_results
 from densevision.pose.predict import gt_box_instances, predict_keypoints, result_box_instances
 from densevision.pose.train import train_pose
 from densevision.refine.config import RefineRuleConfig, RefineTrainConfig
@@ -60,6 +61,7 @@ REFINER_FILE = "demo_refiner.pt"
 SEGMENTER_FILE = "demo_segmenter.pt"
 POSE_FILE = "demo_pose.pt"
 BASELINE_SCORE = 0.5  # detections rendered into the baseline label maps score at least this
+OKS_NMS = 0.9  # pose predict's default: the official test's OKS-NMS threshold
 BOUNDARY_RATIO = 0.02  # semantic Boundary IoU band: 2 % of the image diagonal
 IOU_TYPES = ("bbox", "segm", "boundary")
 FIRST_LOSSES = 5
@@ -349,8 +351,8 @@ def pose_config(recipe: DemoRecipe, pose: PoseDemoRecipe, data: Mapping[str, Any
 def evaluate_pose(weights: Path, ann: Path, images: Path, *, boxes: Path | None = None,
                   device: str | torch.device = "auto", out: Path | None = None) -> dict[str, Any]:
     """Keypoint AP (pycocotools, the categories' OKS sigmas) of the pose ``weights`` on the ground-truth boxes
-    of ``ann``, or on the detections of the COCO results file ``boxes`` (flip test, the checkpoint's decoding);
-    the results go to ``out`` when given."""
+    of ``ann``, or on the detections of the COCO results file ``boxes`` (flip test, the checkpoint's decoding,
+    OKS-NMS at ``OKS_NMS`` as ``pose predict``); the results go to ``out`` when given."""
     model, meta = load_pose_model(weights)
     dev = resolve_device(device) if isinstance(device, str) else device
     layout = KeypointLayout(meta["categories"], f"{weights} (model spec)")
@@ -358,6 +360,7 @@ def evaluate_pose(weights: Path, ann: Path, images: Path, *, boxes: Path | None 
                  else result_box_instances(boxes, images, layout, ann=ann))
     results = predict_keypoints(model.to(dev), instances, layout, device=dev, decode=meta.get("decode", "quarter"),
                                 unbiased=meta.get("unbiased", False))
+    results = oks_nms_results(results, layout, OKS_NMS, aspect=model.input_size[1] / model.input_size[0])
     if out is not None:
         write_json(out, results, indent=None)
     return evaluate(read_json(ann), results, ("keypoints",))["keypoints"] if results else {"AP": 0.0}
