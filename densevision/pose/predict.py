@@ -152,13 +152,15 @@ def predict_keypoints(
                             if flip_test else model(crops))
                 coords, maxvals = decoder(heatmaps.float().cpu())
                 for j, index in enumerate(indices.tolist()):
-                    results.append(_result(dataset, index, coords[j].numpy(), maxvals[j].numpy()))
+                    results.append(keypoint_result(dataset, index, coords[j].numpy(), maxvals[j].numpy()))
     finally:
         model.train(was_training)
     return results
 
 
-def _result(dataset: TopDownDataset, index: int, coords: np.ndarray, maxvals: np.ndarray) -> dict[str, Any]:
+def keypoint_result(dataset: TopDownDataset, index: int, coords: np.ndarray, maxvals: np.ndarray) -> dict[str, Any]:
+    """The COCO keypoint result of instance ``index`` from its decoded heatmap coordinates ``coords`` (K×2, heatmap
+    pixels of its crop) and maxima ``maxvals`` (K): its category's keypoints mapped back to the image."""
     inst = dataset.instances[index]
     cat = dataset.layout.categories[inst.category_id]
     center, size, _, _ = dataset.crop_geometry(index)
