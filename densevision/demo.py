@@ -60,7 +60,7 @@ DETECTOR_FILE = "demo_detector.pt"
 REFINER_FILE = "demo_refiner.pt"
 SEGMENTER_FILE = "demo_segmenter.pt"
 POSE_FILE = "demo_pose.pt"
-BASELINE_SCORE = 0.5  # detections rendered into the baseline label maps score at least this
+BASELINE_SCORE = 0.5  # detections drawn into the baseline label maps or given to the pose network score at least this
 OKS_NMS = 0.9  # pose predict's default: the official test's OKS-NMS threshold
 BOUNDARY_RATIO = 0.02  # semantic Boundary IoU band: 2 % of the image diagonal
 IOU_TYPES = ("bbox", "segm", "boundary")
@@ -352,13 +352,14 @@ def pose_config(recipe: DemoRecipe, pose: PoseDemoRecipe, data: Mapping[str, Any
 def evaluate_pose(weights: Path, ann: Path, images: Path, *, boxes: Path | None = None,
                   device: str | torch.device = "auto", out: Path | None = None) -> dict[str, Any]:
     """Keypoint AP (pycocotools, the categories' OKS sigmas) of the pose ``weights`` on the ground-truth boxes
-    of ``ann``, or on the detections of the COCO results file ``boxes`` (flip test, the checkpoint's decoding,
-    OKS-NMS at ``OKS_NMS`` as ``pose predict``); the results go to ``out`` when given."""
+    of ``ann``, or on the detections of the COCO results file ``boxes`` scoring at least ``BASELINE_SCORE`` (flip
+    test, the checkpoint's decoding, OKS-NMS at ``OKS_NMS`` as ``pose predict``); the results go to ``out`` when
+    given."""
     model, meta = load_pose_model(weights)
     dev = resolve_device(device) if isinstance(device, str) else device
     layout = KeypointLayout(meta["categories"], f"{weights} (model spec)")
     instances = (gt_box_instances(ann, images, layout) if boxes is None
-                 else result_box_instances(boxes, images, layout, ann=ann))
+                 else result_box_instances(boxes, images, layout, ann=ann, min_score=BASELINE_SCORE))
     results = predict_keypoints(model.to(dev), instances, layout, device=dev, decode=meta.get("decode", "quarter"),
                                 unbiased=meta.get("unbiased", False))
     results = oks_nms_results(results, layout, OKS_NMS, aspect=model.input_size[1] / model.input_size[0])
@@ -607,7 +608,8 @@ def _write_report(path: Path, metrics: dict[str, Any], timings: dict[str, float]
     if "pose" in metrics:
         pose = metrics["pose"]
         lines += ["Top-down keypoints (OKS sigma 0.025 for every keypoint) on the validation split, from the "
-                  "ground-truth boxes and from the detector's boxes (detection then pose).", "",
+                  f"ground-truth boxes and from the detector's boxes scoring at least {BASELINE_SCORE} (detection "
+                  "then pose).", "",
                   "| boxes | AP | AP50 | AP75 |", "| --- | --- | --- | --- |"]
         lines += [f"| {name.replace('_', ' ')} | " + " | ".join(f"{pose[name].get(k, 0.0):.2f}"
                                                              for k in ("AP", "AP50", "AP75")) + " |"
