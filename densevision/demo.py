@@ -214,6 +214,17 @@ def _half_weights(checkpoint: Path, out: Path, keep_config: bool = True) -> Path
     return out
 
 
+def _ship_run(run_dir: Path, weights: Path, start: float) -> tuple[Path, Path, float]:
+    """The run's chosen checkpoint, its fp16 copy at ``weights`` and the seconds since ``start``."""
+    checkpoint = find_checkpoint(run_dir)
+    return checkpoint, _half_weights(checkpoint, weights), time.perf_counter() - start
+
+
+def _backbone_init_card(detector: str | os.PathLike) -> dict[str, str]:
+    """The card's ``backbone_init``: the detector checkpoint a backbone started from."""
+    return {"file": Path(detector).name, "sha256": _sha256(Path(detector)), "prefix": "backbone.body."}
+
+
 def _run_history(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """The engine's ``metrics.json``: ``{"train": [loss entries], "eval": [metric entries]}``."""
     path = run_dir / "metrics.json"
@@ -315,9 +326,7 @@ def train_demo_segmenter(out_dir: str | os.PathLike, detector: str | os.PathLike
     run = out / "segmenter_run"
     summary = train_segmenter(segmenter_config(recipe, seg, data, detector), run, device=device,
                               resume=Checkpointer(run).has_checkpoint(), progress=progress)
-    checkpoint = find_checkpoint(run)
-    weights = _half_weights(checkpoint, out / "weights" / SEGMENTER_FILE)
-    wall = time.perf_counter() - start
+    checkpoint, weights, wall = _ship_run(run, out / "weights" / SEGMENTER_FILE, start)
     val_ann, val_images = prepare_split(data_dir, "val", recipe.val_images, recipe, labels=True, progress=progress)
     semantic = evaluate_segmenter(weights, read_json(val_ann), val_images, data_dir / "labels" / "val",
                                   input_size=seg.test_input, device=device, progress=progress)
@@ -327,8 +336,7 @@ def train_demo_segmenter(out_dir: str | os.PathLike, detector: str | os.PathLike
                 metrics={"val": {k: semantic[k] for k in ("mIoU", "aAcc", "mAcc", "per_class")}, "tune": tuning},
                 history=_run_history(run),
                 extra={"segmenter_recipe": asdict(seg), "checkpoint": checkpoint.name,
-                       "backbone_init": {"file": Path(detector).name, "sha256": _sha256(Path(detector)),
-                                         "prefix": "backbone.body."}})
+                       "backbone_init": _backbone_init_card(detector)})
     return weights
 
 
@@ -385,9 +393,7 @@ def train_demo_pose(out_dir: str | os.PathLike, detector: str | os.PathLike, *, 
     run = out / "pose_run"
     summary = train_pose(pose_config(recipe, pose, data, detector), run, device=device,
                          resume=Checkpointer(run).has_checkpoint(), progress=progress)
-    checkpoint = find_checkpoint(run)
-    weights = _half_weights(checkpoint, out / "weights" / POSE_FILE)
-    wall = time.perf_counter() - start
+    checkpoint, weights, wall = _ship_run(run, out / "weights" / POSE_FILE, start)
     val_ann, val_images = prepare_split(data_dir, "val", recipe.val_images, recipe, progress=progress)
     keypoints = evaluate_pose(weights, val_ann, val_images, device=device)
     tuning = {k: v for k, v in summary.get("metrics", {}).items() if k.startswith("keypoints/")}
@@ -395,8 +401,7 @@ def train_demo_pose(out_dir: str | os.PathLike, detector: str | os.PathLike, *, 
                 iterations=summary["iteration"], wall_time_s=wall, metrics={"val": keypoints, "tune": tuning},
                 history=_run_history(run),
                 extra={"pose_recipe": asdict(pose), "checkpoint": checkpoint.name,
-                       "backbone_init": {"file": Path(detector).name, "sha256": _sha256(Path(detector)),
-                                         "prefix": "backbone.body."}})
+                       "backbone_init": _backbone_init_card(detector)})
     return weights
 
 
