@@ -220,6 +220,16 @@ class CocoDetection(torch.utils.data.Dataset):
         self.cat_to_label = {c: label for label, c in self.label_to_cat.items()}
         self.class_names = [c["name"] for c in cats]
         self.image_ids = sorted(self.coco.imgs)
+        self._check_files_exist()
+
+    def _check_files_exist(self) -> None:
+        """Refuse a missing image file before any training starts (one ``stat`` per image: cheap even for large
+        sets; ``check_images`` also decodes every file)."""
+        missing = [i for i in self.image_ids if not self.image_path(i).is_file()]
+        if missing:
+            more = f" ({len(missing)} images missing in all)" if len(missing) > 1 else ""
+            raise DataError(f"{self.ann_file}: image id {missing[0]}: image file {self.image_path(missing[0])} "
+                            f"not found{more}")
 
     def __len__(self) -> int:
         return len(self.image_ids)
