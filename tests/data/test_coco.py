@@ -97,10 +97,12 @@ def test_dataset_refuses_bad_json(tmp_path):
 
 def test_dataset_missing_image_names_id(tiny_coco):
     ann, root, _ = tiny_coco
-    (root / "im1.png").unlink()
     ds = CocoDetection(ann, root)
+    (root / "im1.png").unlink()
     with pytest.raises(DataError, match=r"ann.json: image id 11: image file .*im1.png not found"):
-        ds[1]
+        ds[1]  # gone after the data set was built
+    with pytest.raises(DataError, match=r"ann.json: image id 11: image file .*im1.png not found$"):
+        CocoDetection(ann, root)  # refused when it is built, before any training starts
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "I;16", "P"])
