@@ -38,9 +38,10 @@ def run_training(
     check_outputs({"--out": args.out}, inputs, folders=("--out",))
     try:
         summary = train(config, args.out, device=args.device, resume=args.resume, progress=not args.no_progress)
+        main_process = is_main_process()  # asked before the process group is left: every rank is 0 after it
     finally:
         destroy_distributed()
-    if is_main_process():
+    if main_process:
         metrics = ", ".join(f"{k} {v:.2f}" for k, v in summary["metrics"].items())
         print(f"{args.out}: {summary['iteration']} iterations; {metrics or 'no validation data'}; "
               f"checkpoint: {summary['checkpoint']}")
