@@ -139,7 +139,7 @@ class SegDemoRecipe:
     tune_seed: int = 1
     tune_images: int = 12
     # Input size (longer side) of the segmenter in `make demo` and on the tuning split (None: the images' own
-    # 512²); chosen on the tuning split by benchmarks/demo_seg_test_size.py.
+    # 512²): the training scale; benchmarks/demo_seg_test_size.py compares sizes on the tuning split.
     test_input: int | None = 256
 
 
