@@ -1,4 +1,4 @@
-"""``densevision.Detector``: a trained Mask R-CNN as a function of one image.
+"""``densevision.Detector``: a trained Mask R-CNN (or Cascade Mask R-CNN, Keypoint R-CNN) as a function of one image.
 
 ``Detector.from_checkpoint(path)(image)`` gives the same detections as ``densevision detect predict`` on that
 image file (same checkpoint loading, preprocessing, score threshold and input size), held in memory as
@@ -35,6 +35,9 @@ class Detections:
         category_ids: N int64, the data set's own category ids (not the network's contiguous labels).
         names: N category names.
         masks: N×H×W bool instance masks at the image's size; None for a detector without a mask head.
+        keypoints: for Keypoint R-CNN, each detection's K×3 float32 ``(x, y, score)`` of its category's K
+            keypoints (score: the heatmap logit at the peak), None for a category without keypoints; None for a
+            detector without a keypoint head.
     """
 
     boxes: np.ndarray
@@ -42,22 +45,28 @@ class Detections:
     category_ids: np.ndarray
     names: list[str]
     masks: np.ndarray | None
+    keypoints: list[np.ndarray | None] | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def to_coco(self, image_id: int) -> list[dict[str, Any]]:
         """COCO results of the image ``image_id``: ``bbox`` XYWH, ``score``, ``category_id`` and (with masks) a
-        compressed RLE ``segmentation`` — the entries ``detect predict`` writes for that image."""
+        compressed RLE ``segmentation`` and (with keypoints) flat ``keypoints`` — the entries ``detect predict``
+        writes for that image."""
         output = {"boxes": torch.from_numpy(self.boxes), "scores": torch.from_numpy(self.scores),
                   "labels": torch.from_numpy(self.category_ids)}
         if self.masks is not None:
             output["masks"] = torch.from_numpy(self.masks)[:, None]
-        return detections_to_coco([output], [image_id], {int(c): int(c) for c in self.category_ids})
+        results = detections_to_coco([output], [image_id], {int(c): int(c) for c in self.category_ids})
+        for result, points in zip(results, self.keypoints or [None] * len(results), strict=True):
+            if points is not None:
+                result["keypoints"] = points.ravel().tolist()
+        return results
 
 
 class Detector:
-    """A trained Mask R-CNN that maps one image to its :class:`Detections`.
+    """A trained Mask R-CNN, Cascade Mask R-CNN or Keypoint R-CNN that maps one image to its :class:`Detections`.
 
     Build it with :meth:`from_checkpoint`; ``detector(image)`` takes a path, a PIL image, an H×W×3 uint8 RGB
     array or a 3×H×W float tensor in [0, 1] (:func:`~densevision.api.image.as_image_array`).
@@ -124,4 +133,16 @@ class Detector:
             category_ids=ids,
             names=[self._names[i] for i in ids.tolist()],
             masks=None if masks is None else masks.cpu().numpy(),
+            keypoints=self._keypoints(out, keep, ids),
         )
+
+    def _keypoints(self, out: dict[str, torch.Tensor], keep: torch.Tensor,
+                   category_ids: np.ndarray) -> list[np.ndarray | None] | None:
+        """Each kept detection's K×3 ``(x, y, score)`` of its category's slice of the stacked keypoint channels."""
+        channels = self.info.keypoint_channels
+        if channels is None or "keypoints" not in out:
+            return None
+        stacked = torch.cat([out["keypoints"][keep][..., :2], out["keypoints_scores"][keep][..., None]], dim=-1)
+        stacked = stacked.float().cpu().numpy()
+        return [None if channels.get(c) is None else stacked[i, channels[c]]
+                for i, c in enumerate(category_ids.tolist())]

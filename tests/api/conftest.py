@@ -44,8 +44,9 @@ def _save(path: Path, model: torch.nn.Module, spec: dict) -> Path:
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    """``{"detector", "refiner", "segmenter", "pose", "pose_dark"}`` checkpoint files of tiny random networks
-    (``pose_dark``: the pose network with DARK decoding and unbiased targets in its model spec)."""
+    """``{"detector", "keypoint_detector", "refiner", "segmenter", "pose", "pose_dark"}`` checkpoint files of
+    tiny random networks (``keypoint_detector``: a Keypoint R-CNN of the synthetic categories with keypoints;
+    ``pose_dark``: the pose network with DARK decoding and unbiased targets in its model spec)."""
     root = tmp_path_factory.mktemp("api_checkpoints")
     torch.manual_seed(0)
     detector = build_mask_rcnn("timm:mobilenetv3_small_050", num_classes=len(CATEGORIES), **TINY_DETECTOR)
@@ -54,6 +55,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     segmenter = build_segmenter("hrnet_w18_small", "fpn", len(CLASSES), classes=CLASSES, channels=16,
                                 fpn_channels=16, backbone_kwargs={"width": 8})
     layout = KeypointLayout(keypoint_categories())
+    keypoint_detector = build_mask_rcnn("timm:mobilenetv3_small_050", num_classes=len(CATEGORIES),
+                                        detector="keypoint_rcnn", num_keypoints=layout.num_joints, **TINY_DETECTOR)
     pose_config = {"input_size": (32, 24), "model": "pose_hrnet_w32", "backbone": None, "head": "simple",
                    "overrides": dict(TINY_HRNET)}
     pose = build_pose_model(num_joints=layout.num_joints, **pose_config)
@@ -61,6 +64,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     return {
         "detector": _save(root / "detector.pt", detector,
                           model_spec("mask_rcnn", detector.config, {"categories": categories})),
+        "keypoint_detector": _save(root / "keypoint_detector.pt", keypoint_detector, model_spec(
+            "mask_rcnn", keypoint_detector.config, {"categories": categories, "keypoints": layout.to_meta()})),
         "refiner": _save(root / "refiner.pt", refiner, refine_net_spec(refiner)),
         "segmenter": _save(root / "segmenter.pt", segmenter, segmenter_spec(segmenter)),
         "pose": _save(root / "pose.pt", pose, pose_model_spec(pose_config, num_joints=layout.num_joints,

@@ -83,3 +83,22 @@ def test_bad_images_are_one_line_errors(detector, synth, make, message):
 def test_bad_score_threshold_is_refused(checkpoints):
     with pytest.raises(DenseVisionError, match="score_thr must be in"):
         Detector.from_checkpoint(checkpoints["detector"], device="cpu", score_thr=1.5)
+
+
+def test_keypoint_rcnn_keypoints_equal_detect_predict(checkpoints, synth, tmp_path):
+    expected = _predict_file(checkpoints["keypoint_detector"], synth["folder"], tmp_path / "res.json")
+    detector = Detector.from_checkpoint(checkpoints["keypoint_detector"], device="cpu")
+    dets = detector(synth["image"])
+    assert len(dets) == len(expected) > 0 and dets.masks is None
+    assert dets.to_coco(1) == expected
+    sizes = {c["id"]: len(c["keypoints"]) for c in detector.info.keypoints}
+    for category_id, points in zip(dets.category_ids.tolist(), dets.keypoints, strict=True):
+        if category_id in sizes:
+            assert points.shape == (sizes[category_id], 3) and points.dtype == np.float32
+        else:
+            assert points is None
+    assert any(points is not None for points in dets.keypoints)
+
+
+def test_mask_rcnn_has_no_keypoints(detector, synth):
+    assert detector(synth["image"]).keypoints is None
