@@ -22,10 +22,13 @@ class SegmenterConfig:
 
     backbone: str = field(default="swin_tiny_patch4_window7_224", metadata={"help": "zoo name or timm:<model>"})
     head: Literal["upernet", "fpn", "hrnetv2"] = field(default="upernet", metadata={"help": "decode head"})
+    weights: str | None = field(default=None, metadata={
+        "help": "starting weights of the whole segmenter, heads included (fine-tuning): a checkpoint as "
+                "mmsegmentation (the Swin / AS-MLP repositories), HRNet-Semantic-Segmentation or densevision wrote "
+                "it, every key mapped; the class count must match. --backbone-weights is then not consulted"})
     backbone_weights: str | None = field(default="auto", metadata={
         "help": "backbone starting weights: auto (ImageNet weights when cached or downloadable, else from "
-                "scratch; none with --backbone-init), none, or a checkpoint: of the backbone, or of a whole "
-                "mmsegmentation / HRNet-Semantic-Segmentation segmenter (its heads load too)"})
+                "scratch; none with --backbone-init or --weights), none, or a checkpoint of the backbone"})
     backbone_init: str | None = field(default=None, metadata={
         "help": "checkpoint of another model on the same backbone (e.g. a detector) whose backbone tensors "
                 "initialise this one"})

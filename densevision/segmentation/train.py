@@ -26,9 +26,15 @@ from densevision.data.seg_formats import FORMAT_USAGE, label_map_data
 from densevision.engine import build_optimizer, build_scheduler, inference_on_dataset, train_task, unwrap_model
 from densevision.errors import DenseVisionError
 from densevision.evaluation.semantic import SemanticEvaluator
-from densevision.models.pretrained import AUTO, backbone_weights
+from densevision.models.pretrained import AUTO, NONE, backbone_weights
 from densevision.segmentation.config import SegTrainConfig
-from densevision.segmentation.model import Segmenter, build_segmenter, init_backbone_from, segmenter_spec
+from densevision.segmentation.model import (
+    Segmenter,
+    build_segmenter,
+    init_backbone_from,
+    segmenter_spec,
+    whole_segmenter_weights,
+)
 from densevision.segmentation.predict import image_logits
 
 
@@ -103,9 +109,15 @@ class SegTask:
 
     def build_model(self) -> Segmenter:
         m = self.config.model
-        # --backbone-init replaces every backbone tensor: under auto, no ImageNet weights are fetched for it.
-        setting = None if m.backbone_init is not None and m.backbone_weights == AUTO else m.backbone_weights
-        weights = backbone_weights(m.backbone, setting, overrides=m.backbone_kwargs)
+        if m.weights is not None:
+            weights = whole_segmenter_weights(m.weights)
+            if m.backbone_init is not None or m.backbone_weights not in (AUTO, NONE, None):
+                raise DenseVisionError("give the whole segmenter's --weights or the backbone's --backbone-weights "
+                                       "/ --backbone-init, not both")
+        else:
+            # --backbone-init replaces every backbone tensor: under auto, no ImageNet weights are fetched for it.
+            setting = None if m.backbone_init is not None and m.backbone_weights == AUTO else m.backbone_weights
+            weights = backbone_weights(m.backbone, setting, overrides=m.backbone_kwargs)
         model = build_segmenter(m.backbone, m.head, len(self.classes), weights=weights, channels=m.channels,
                                 fpn_channels=m.fpn_channels, dropout=m.dropout, aux=m.aux,
                                 aux_channels=m.aux_channels, classes=self.classes, backbone_kwargs=m.backbone_kwargs)
