@@ -147,14 +147,16 @@ def build_segmenter(
     return model
 
 
-def whole_segmenter_weights(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> str | os.PathLike:
-    """``path`` once it is known to hold a whole segmenter (:func:`is_segmenter_state_dict`: heads included), for
+def whole_segmenter_weights(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> os.PathLike:
+    """The checkpoint file of ``path`` (a file, or a ``seg train`` run directory: :func:`find_checkpoint`) once it
+    is known to hold a whole segmenter (:func:`is_segmenter_state_dict`: heads included), for
     :func:`build_segmenter`'s ``weights``; a backbone-only checkpoint is a :class:`CheckpointError`."""
-    state = unwrap_state_dict(read_checkpoint(path, trust_checkpoint=trust_checkpoint))
+    file = find_checkpoint(path)
+    state = unwrap_state_dict(read_checkpoint(file, trust_checkpoint=trust_checkpoint))
     if not is_segmenter_state_dict(state):
-        raise CheckpointError(f"{path}: holds no whole segmenter (no decode_head.* or last_layer.* tensors); a "
+        raise CheckpointError(f"{file}: holds no whole segmenter (no decode_head.* or last_layer.* tensors); a "
                               "backbone checkpoint goes to --backbone-weights")
-    return path
+    return file
 
 
 def init_backbone_from(model: Segmenter, path: str | os.PathLike, *, prefix: str = "backbone.body.",

@@ -53,10 +53,13 @@ def test_whole_segmenter_weights_load_heads_too(tmp_path: Path, capsys) -> None:
         torch.nn.init.normal_(p)
     torch.save({"model": trained.state_dict()}, tmp_path / "seg.pt")
     capsys.readouterr()
-    model = build(backbone_kwargs=TINY, weights=str(tmp_path / "seg.pt"))
-    assert capsys.readouterr().err == ""  # auto fetches no ImageNet weights under --weights
-    for key, value in trained.state_dict().items():
-        assert torch.equal(model.state_dict()[key], value), key
+    (tmp_path / "run").mkdir()
+    torch.save({"model": trained.state_dict()}, tmp_path / "run" / "last.pt")
+    for weights in (tmp_path / "seg.pt", tmp_path / "run"):
+        model = build(backbone_kwargs=TINY, weights=str(weights))
+        assert capsys.readouterr().err == ""  # auto fetches no ImageNet weights under --weights
+        for key, value in trained.state_dict().items():
+            assert torch.equal(model.state_dict()[key], value), key
 
     torch.save(create_model(BACKBONE, **TINY).state_dict(), tmp_path / "cls.pth")
     with pytest.raises(CheckpointError, match="cls.pth: holds no whole segmenter.*--backbone-weights"):
