@@ -11,6 +11,8 @@ from densevision.demo import (
     QUICK_RECIPE,
     QUICK_SEG_RECIPE,
     DemoRecipe,
+    PoseDemoRecipe,
+    SegDemoRecipe,
     detector_config,
     prepare_split,
     run_demo,
@@ -96,3 +98,18 @@ def test_recorded_recipe_reproduces_first_losses(tmp_path):
     for got, want in zip(history, card["first_losses"][:steps], strict=True):
         assert got["total_loss"] == pytest.approx(want["total_loss"], rel=1e-3)
         assert got["loss_mask"] == pytest.approx(want["loss_mask"], rel=1e-3)
+
+
+@pytest.mark.parametrize(("name", "recipes"), [
+    ("demo_detector", {}), ("demo_refiner", {}), ("demo_segmenter", {"segmenter_recipe": SegDemoRecipe()}),
+    ("demo_pose", {"pose_recipe": PoseDemoRecipe()}),
+])
+def test_shipped_cards_record_the_current_recipes(name, recipes):
+    """`demo --train` remakes what ships: each card records the recipes the code holds now (a card written before
+    an inference-only field existed lacks it) and the sha256 of its weights file."""
+    card = json.loads((ASSETS / f"{name}.json").read_text())
+    for key, recipe in {"recipe": DemoRecipe(), **recipes}.items():
+        current = json.loads(json.dumps(asdict(recipe)))
+        assert set(current) - set(card[key]) <= {"detector_test_input"}, key
+        assert card[key] == {k: v for k, v in current.items() if k in card[key]}, key
+    assert hashlib.sha256((ASSETS / card["weights"]).read_bytes()).hexdigest() == card["sha256"]

@@ -263,10 +263,12 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_differences(saved: Mapping[str, Any], config: Any, *, ignore: frozenset[str] = RESUME_FREE_KEYS
                        ) -> list[str]:
-    """Dotted leaf keys whose value in ``config`` differs from the ``saved`` mapping, except ``ignore``."""
+    """Dotted leaf keys whose value in ``config`` differs from the ``saved`` mapping, except ``ignore``. A key
+    the saved mapping lacks (saved before the key existed) counts as holding the key's default."""
     ours, theirs = flatten(to_dict(config)), flatten(plain_value(dict(saved)))
+    defaults = flatten(to_dict(type(config)()))
     keys = [k for k in dict.fromkeys([*ours, *theirs]) if not any(k == i or k.startswith(f"{i}.") for i in ignore)]
-    return [k for k in keys if ours.get(k, _MISSING) != theirs.get(k, _MISSING)]
+    return [k for k in keys if ours.get(k, _MISSING) != theirs.get(k, defaults.get(k, _MISSING))]
 
 
 # ------------------------------------------------------------------------------------------- training recipe

@@ -118,6 +118,13 @@ def test_differences_ignore_keys_that_cannot_change_the_result():
     assert config_differences(saved, changed) == ["model.kwargs.width", "train.lr"]
 
 
+def test_a_key_newer_than_the_saved_config_differs_only_from_its_default():
+    saved = to_dict(Recipe())
+    del saved["train"]["lr"]  # a run saved before the key existed
+    assert config_differences(saved, Recipe()) == []
+    assert config_differences(saved, apply_overrides(Recipe(), ["train.lr=0.5"])) == ["train.lr"]
+
+
 def test_step_milestones_default_to_detectron2_fractions():
     assert TrainConfig(iters=270).step_milestones() == [181, 240]
     assert TrainConfig(iters=270, milestones=[100]).step_milestones() == [100]
