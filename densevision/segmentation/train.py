@@ -110,10 +110,10 @@ class SegTask:
     def build_model(self) -> Segmenter:
         m = self.config.model
         if m.weights is not None:
-            weights = whole_segmenter_weights(m.weights)
             if m.backbone_init is not None or m.backbone_weights not in (AUTO, NONE, None):
                 raise DenseVisionError("give the whole segmenter's --weights or the backbone's --backbone-weights "
                                        "/ --backbone-init, not both")
+            weights = whole_segmenter_weights(m.weights)
         else:
             # --backbone-init replaces every backbone tensor: under auto, no ImageNet weights are fetched for it.
             setting = None if m.backbone_init is not None and m.backbone_weights == AUTO else m.backbone_weights
