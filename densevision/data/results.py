@@ -109,6 +109,10 @@ def load_results(
         results = read_json(results)
     if not isinstance(results, list):
         raise DataError(f"{source}: expected a list of result objects, got {type(results).__name__}")
+    if "segmentation" in keys and results and not any(isinstance(r, dict) and "segmentation" in r for r in results):
+        raise DataError(f"{source}: no result has a 'segmentation' (an instance mask), which this needs: the results "
+                        "of a detector without a mask head (boxes or keypoints only, e.g. Keypoint R-CNN without "
+                        "--keypoint-masks)")
     return [check_result(r, f"{source}: result {i}", images, category_ids, keys, optional)
             for i, r in enumerate(results)]
 

@@ -206,7 +206,7 @@ def test_a_bad_rule_is_refused(square_scene, stub_net, rule):
 @pytest.mark.parametrize("change,message", [
     (lambda r: r.update(image_id=99), "image_id 99"),
     (lambda r: r["segmentation"].update(size=[10, 10]), "does not match"),
-    (lambda r: r.pop("segmentation"), "missing key 'segmentation'"),
+    (lambda r: r.pop("segmentation"), "no result has a 'segmentation'.*without a mask head"),
     (lambda r: r.update(score=float("nan")), "score"),
 ])
 def test_bad_results_name_the_problem(square_scene, stub_net, change, message):
@@ -214,6 +214,13 @@ def test_bad_results_name_the_problem(square_scene, stub_net, change, message):
     change(result)
     with pytest.raises(DataError, match=message):
         refine_results([info], root, [result], stub_net(identity), progress=False)
+
+
+def test_one_result_without_a_mask_is_named(square_scene, stub_net):
+    root, info, result, _ = square_scene
+    boxes_only = {k: v for k, v in result.items() if k != "segmentation"}
+    with pytest.raises(DataError, match=r"result 1: missing key 'segmentation'$"):
+        refine_results([info], root, [result, boxes_only], stub_net(identity), progress=False)
 
 
 def test_bad_images_name_the_problem(square_scene, stub_net, rle_of):
