@@ -18,7 +18,7 @@ from torch import nn
 from densevision.api.inputs import ImageInput, as_image_array
 from densevision.data.labelmaps import image_tensor
 from densevision.detection.predict import DetectorInfo, load_detector
-from densevision.detection.results import detections_to_coco
+from densevision.detection.results import detections_to_coco, keypoint_triplets
 from densevision.errors import DenseVisionError
 
 MASK_THRESHOLD = 0.5
@@ -142,7 +142,6 @@ class Detector:
         channels = self.info.keypoint_channels
         if channels is None or "keypoints" not in out:
             return None
-        stacked = torch.cat([out["keypoints"][keep][..., :2], out["keypoints_scores"][keep][..., None]], dim=-1)
-        stacked = stacked.float().cpu().numpy()
+        stacked = keypoint_triplets(out, keep).numpy()
         return [None if channels.get(c) is None else stacked[i, channels[c]]
                 for i, c in enumerate(category_ids.tolist())]

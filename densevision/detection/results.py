@@ -12,6 +12,13 @@ from densevision.data.masks import encode_masks
 from densevision.errors import DenseVisionError
 
 
+def keypoint_triplets(out: Mapping[str, torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
+    """The kept detections' stacked keypoints as N×J×3 float ``(x, y, score)`` on the CPU, from Keypoint R-CNN's
+    ``keypoints`` (N×J×3, image pixels) and ``keypoints_scores`` (N×J heatmap logits at the peaks)."""
+    return torch.cat([out["keypoints"][keep][..., :2], out["keypoints_scores"][keep][..., None]],
+                     dim=-1).detach().float().cpu()
+
+
 def detections_to_coco(
     outputs: Sequence[Mapping[str, torch.Tensor]],
     image_ids: Sequence[int],
@@ -41,10 +48,7 @@ def detections_to_coco(
         labels = out["labels"][keep].cpu().tolist()
         rles = encode_masks(out["masks"][keep][:, 0] >= mask_thr) if "masks" in out else [None] * len(labels)
         xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
-        keypoints = None
-        if keypoint_channels is not None and "keypoints" in out:
-            keypoints = torch.cat([out["keypoints"][keep][..., :2], out["keypoints_scores"][keep][..., None]],
-                                  dim=-1).detach().float().cpu()
+        keypoints = keypoint_triplets(out, keep) if keypoint_channels is not None and "keypoints" in out else None
         for i, (box, score, label, rle) in enumerate(zip(xywh, scores, labels, rles, strict=True)):
             if label not in label_to_cat:
                 raise DenseVisionError(

@@ -96,6 +96,7 @@ def build_segmenter(
     aux_channels: int = 256,
     aux_index: int = 2,
     weights: str | os.PathLike | None = None,
+    require_segmenter: bool = False,
     trust_checkpoint: bool = False,
     classes: Sequence[str] | None = None,
     backbone_kwargs: Mapping[str, Any] | None = None,
@@ -112,7 +113,8 @@ def build_segmenter(
         weights: a checkpoint of the whole segmenter as mmsegmentation (the Swin / AS-MLP repositories),
             HRNet-Semantic-Segmentation or densevision wrote it, loaded strictly
             (:mod:`~densevision.segmentation.mmseg_weights`); else a checkpoint of the backbone (ImageNet weights:
-            official / timm / densevision formats).
+            official / timm / densevision formats). ``require_segmenter``: a backbone-only ``weights`` is a
+            :class:`CheckpointError` (fine-tuning from a whole segmenter).
         classes: class names kept with the model.
         backbone_kwargs: architecture overrides of the backbone (e.g. ``{"width": 8}`` for a tiny HRNet).
     """
@@ -124,6 +126,9 @@ def build_segmenter(
     if weights is not None:
         state = unwrap_state_dict(read_checkpoint(weights, trust_checkpoint=trust_checkpoint))
         whole = state if is_segmenter_state_dict(state) else None
+        if whole is None and require_segmenter:
+            raise CheckpointError(f"{weights}: holds no whole segmenter (no decode_head.* or last_layer.* tensors); "
+                                  "a backbone checkpoint goes to --backbone-weights")
     body = build_body(backbone, weights=weights if whole is None else None, trust_checkpoint=trust_checkpoint,
                       **dict(backbone_kwargs or {}))
     if not any(p.is_meta for p in body.parameters()):
@@ -145,18 +150,6 @@ def build_segmenter(
     if whole is not None:
         load_segmentation_weights(model, whole, str(weights))
     return model
-
-
-def whole_segmenter_weights(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> os.PathLike:
-    """The checkpoint file of ``path`` (a file, or a ``seg train`` run directory: :func:`find_checkpoint`) once it
-    is known to hold a whole segmenter (:func:`is_segmenter_state_dict`: heads included), for
-    :func:`build_segmenter`'s ``weights``; a backbone-only checkpoint is a :class:`CheckpointError`."""
-    file = find_checkpoint(path)
-    state = unwrap_state_dict(read_checkpoint(file, trust_checkpoint=trust_checkpoint))
-    if not is_segmenter_state_dict(state):
-        raise CheckpointError(f"{file}: holds no whole segmenter (no decode_head.* or last_layer.* tensors); a "
-                              "backbone checkpoint goes to --backbone-weights")
-    return file
 
 
 def init_backbone_from(model: Segmenter, path: str | os.PathLike, *, prefix: str = "backbone.body.",

@@ -24,17 +24,12 @@ from torch.utils.data import DataLoader
 from densevision.data.labelmaps import LabelMapDataset, LabelPairs, SegTrainTransform
 from densevision.data.seg_formats import FORMAT_USAGE, label_map_data
 from densevision.engine import build_optimizer, build_scheduler, inference_on_dataset, train_task, unwrap_model
+from densevision.engine.checkpoint import find_checkpoint
 from densevision.errors import DenseVisionError
 from densevision.evaluation.semantic import SemanticEvaluator
 from densevision.models.pretrained import AUTO, NONE, backbone_weights
 from densevision.segmentation.config import SegTrainConfig
-from densevision.segmentation.model import (
-    Segmenter,
-    build_segmenter,
-    init_backbone_from,
-    segmenter_spec,
-    whole_segmenter_weights,
-)
+from densevision.segmentation.model import Segmenter, build_segmenter, init_backbone_from, segmenter_spec
 from densevision.segmentation.predict import image_logits
 
 
@@ -113,12 +108,13 @@ class SegTask:
             if m.backbone_init is not None or m.backbone_weights not in (AUTO, NONE, None):
                 raise DenseVisionError("give the whole segmenter's --weights or the backbone's --backbone-weights "
                                        "/ --backbone-init, not both")
-            weights = whole_segmenter_weights(m.weights)
+            weights = find_checkpoint(m.weights)
         else:
             # --backbone-init replaces every backbone tensor: under auto, no ImageNet weights are fetched for it.
             setting = None if m.backbone_init is not None and m.backbone_weights == AUTO else m.backbone_weights
             weights = backbone_weights(m.backbone, setting, overrides=m.backbone_kwargs)
-        model = build_segmenter(m.backbone, m.head, len(self.classes), weights=weights, channels=m.channels,
+        model = build_segmenter(m.backbone, m.head, len(self.classes), weights=weights,
+                                require_segmenter=m.weights is not None, channels=m.channels,
                                 fpn_channels=m.fpn_channels, dropout=m.dropout, aux=m.aux,
                                 aux_channels=m.aux_channels, classes=self.classes, backbone_kwargs=m.backbone_kwargs)
         if m.backbone_init is not None:
