@@ -21,17 +21,19 @@ from densevision.data.keypoints import KeypointCategory, KeypointLayout, PoseIns
 from densevision.engine.device import resolve_device
 from densevision.errors import DenseVisionError
 from densevision.pose.model import TopDownPose, load_pose_model
+from densevision.pose.nms import oks_nms_results
 from densevision.pose.predict import DECODERS, predict_keypoints
 
 
 @dataclass(frozen=True)
 class Poses:
-    """The keypoints of N boxes of one category in one image, in the order of the boxes.
+    """The keypoints of N boxes of one category in one image, in the order of the boxes (those OKS-NMS kept, when
+    asked for).
 
     Attributes:
         keypoints: N×K×3 float64 ``(x, y, score)`` in image pixels (score: the heatmap maximum).
         scores: N float64 instance scores: the box score times the mean of the keypoint scores above 0.2.
-        boxes: N×4 float64 ``(x0, y0, x1, y1)``, the boxes given.
+        boxes: N×4 float64 ``(x0, y0, x1, y1)``, the boxes given (those kept).
         category_id: the category of every box.
         keypoint_names: the K keypoint names of that category.
     """
@@ -117,7 +119,7 @@ class PoseEstimator:
         return category
 
     def __call__(self, image: ImageInput, boxes: Any, scores: Any = None, *,
-                 category_id: int | None = None) -> Poses:
+                 category_id: int | None = None, oks_nms: float = 0.0) -> Poses:
         """The keypoints of ``image`` in each box.
 
         Args:
@@ -125,7 +127,11 @@ class PoseEstimator:
             boxes: N×4 ``(x0, y0, x1, y1)`` boxes in image pixels (array, tensor or nested list).
             scores: N box scores (default 1), multiplied into the instance scores.
             category_id: the category of the boxes (default: the network's only category).
+            oks_nms: drop a pose whose OKS with a higher-scored one is above this (``pose predict --oks-nms``,
+                0.9 there; a category without OKS sigmas keeps all); 0, the default, keeps one pose per box.
         """
+        if not 0.0 <= oks_nms <= 1.0:
+            raise DenseVisionError(f"oks_nms must be in [0, 1], got {oks_nms}")
         category = self._category(category_id)
         array = as_image_array(image)
         xyxy = as_boxes(boxes)
@@ -138,6 +144,11 @@ class PoseEstimator:
         results = predict_keypoints(self.model, instances, self.layout, batch_size=self.batch_size, device=device,
                                     flip_test=self.flip_test, decode=self.decode, unbiased=self.unbiased,
                                     image_loader=lambda _: array)
+        if oks_nms > 0:
+            kept = {id(r) for r in oks_nms_results(results, self.layout, oks_nms, aspect=self.model.input_size[1]
+                                                   / self.model.input_size[0])}
+            xyxy = xyxy[[i for i, r in enumerate(results) if id(r) in kept]]
+            results = [r for r in results if id(r) in kept]
         keypoints = np.array([r["keypoints"] for r in results], dtype=np.float64)
         return Poses(keypoints=keypoints.reshape(len(results), len(category.keypoints), 3),
                      scores=np.array([r["score"] for r in results], dtype=np.float64), boxes=xyxy,

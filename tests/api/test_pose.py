@@ -60,6 +60,22 @@ def test_keypoints_equal_pose_predict(checkpoints, synth, boxes, tmp_path, name,
     assert got == expected
 
 
+def test_oks_nms_drops_duplicates_as_pose_predict_does(checkpoints, synth, boxes, tmp_path, estimator):
+    category = boxes[0]["category_id"]
+    mine = [b for b in boxes if b["category_id"] == category]
+    twice = [*mine, *({**b, "score": b["score"] / 2} for b in mine)]
+    (tmp_path / "boxes.json").write_text(json.dumps(twice))
+    assert main(["pose", "predict", "--checkpoint", str(checkpoints["pose"]), "--images", str(synth["folder"]),
+                 "--boxes", str(tmp_path / "boxes.json"), "--out", str(tmp_path / "kpts.json"),
+                 "--device", "cpu", "--oks-nms", "0.9"]) == 0
+    expected = json.loads((tmp_path / "kpts.json").read_text())
+    scores = [b["score"] for b in twice]
+    poses = estimator(synth["image"], _xyxy(twice), scores, category_id=category, oks_nms=0.9)
+    assert len(poses) == len(mine) == len(expected) and poses.to_coco(1) == expected
+    assert np.array_equal(poses.boxes, _xyxy(mine))
+    assert len(estimator(synth["image"], _xyxy(twice), scores, category_id=category)) == len(twice)
+
+
 def test_every_input_type_gives_the_same_keypoints(synth, boxes, estimator):
     mine = [b for b in boxes if b["category_id"] == boxes[0]["category_id"]]
     xyxy = _xyxy(mine)
@@ -83,6 +99,7 @@ def test_no_boxes_give_no_keypoints(synth, estimator):
     ([[0, 0, 10]], {"category_id": 1}, "boxes must be an array of N×4 finite numbers, got shape (1, 3)"),
     ([[0, 0, 10, float("inf")]], {"category_id": 1}, "boxes must be an array of N×4 finite numbers"),
     ([[0, 0, 10, 10]], {"category_id": 1, "scores": [1, 2]}, "scores must be 1 finite numbers"),
+    ([[0, 0, 10, 10]], {"category_id": 1, "oks_nms": 1.5}, "oks_nms must be in [0, 1], got 1.5"),
 ])
 def test_bad_boxes_and_categories_are_one_line_errors(synth, estimator, boxes, options, message):
     scores = options.pop("scores", None)
