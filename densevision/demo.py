@@ -362,16 +362,17 @@ def pose_config(recipe: DemoRecipe, pose: PoseDemoRecipe, data: Mapping[str, Any
 
 
 def evaluate_pose(weights: Path, ann: Path, images: Path, *, boxes: Path | None = None,
-                  device: str | torch.device = "auto", out: Path | None = None) -> dict[str, Any]:
+                  min_score: float = BASELINE_SCORE, device: str | torch.device = "auto",
+                  out: Path | None = None) -> dict[str, Any]:
     """Keypoint AP (pycocotools, the categories' OKS sigmas) of the pose ``weights`` on the ground-truth boxes
-    of ``ann``, or on the detections of the COCO results file ``boxes`` scoring at least ``BASELINE_SCORE`` (flip
+    of ``ann``, or on the detections of the COCO results file ``boxes`` scoring at least ``min_score`` (flip
     test, the checkpoint's decoding, OKS-NMS at ``OKS_NMS`` as ``pose predict``); the results go to ``out`` when
     given."""
     model, meta = load_pose_model(weights)
     dev = resolve_device(device) if isinstance(device, str) else device
     layout = KeypointLayout(meta["categories"], f"{weights} (model spec)")
     instances = (gt_box_instances(ann, images, layout) if boxes is None
-                 else result_box_instances(boxes, images, layout, ann=ann, min_score=BASELINE_SCORE))
+                 else result_box_instances(boxes, images, layout, ann=ann, min_score=min_score))
     results = predict_keypoints(model.to(dev), instances, layout, device=dev, decode=meta.get("decode", "quarter"),
                                 unbiased=meta.get("unbiased", False))
     results = oks_nms_results(results, layout, OKS_NMS, aspect=model.input_size[1] / model.input_size[0])
