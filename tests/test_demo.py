@@ -14,6 +14,7 @@ from densevision.demo import (
     PoseDemoRecipe,
     SegDemoRecipe,
     detector_config,
+    pose_config,
     prepare_split,
     run_demo,
     run_pipeline,
@@ -77,6 +78,16 @@ def test_prepare_split_reuses_identical_data(tmp_path):
     assert len(json.loads(ann.read_text())["images"]) == 3
 
 
+def test_pose_config_trains_without_rotation():
+    """The shapes' keypoints are named by their screen orientation: the demo pose network never sees rotated crops,
+    while the other augmentations keep `pose train`'s defaults."""
+    data = {"train_json": "a.json", "train_images": "a", "val_json": "b.json", "val_images": "b"}
+    config = pose_config(DemoRecipe(), PoseDemoRecipe(), data, ASSETS / DETECTOR_FILE)
+    assert config.data.rotation == PoseDemoRecipe().rotation == 0.0
+    assert config.data.flip == 0.5 and config.data.scale == 0.35
+    assert config.model.backbone_init == str(ASSETS / DETECTOR_FILE) and config.train.iters == PoseDemoRecipe().iters
+
+
 @pytest.mark.slow
 def test_recorded_recipe_reproduces_first_losses(tmp_path):
     """The shipped detector's card records its first losses; the recipe with its seed gives them again."""
@@ -110,6 +121,6 @@ def test_shipped_cards_record_the_current_recipes(name, recipes):
     card = json.loads((ASSETS / f"{name}.json").read_text())
     for key, recipe in {"recipe": DemoRecipe(), **recipes}.items():
         current = json.loads(json.dumps(asdict(recipe)))
-        assert set(current) - set(card[key]) <= {"detector_test_input"}, key
+        assert set(current) - set(card[key]) <= {"detector_test_input", "box_score"}, key
         assert card[key] == {k: v for k, v in current.items() if k in card[key]}, key
     assert hashlib.sha256((ASSETS / card["weights"]).read_bytes()).hexdigest() == card["sha256"]
