@@ -12,7 +12,8 @@ box AP are measured on the validation split. Every command run is printed, so a 
 
     python benchmarks/keypoint_rcnn_vs_topdown.py --iters 2000 --train 200 --val 50
     python benchmarks/keypoint_rcnn_vs_topdown.py --data DIR --iters 2000 --out runs/kprcnn_vs_topdown
-    python benchmarks/keypoint_rcnn_vs_topdown.py --data runs/demo/data --topdown densevision/assets/demo_pose.pt \
+    densevision data synth --out data/demo --train 1000 --val 40  # the demo's splits
+    python benchmarks/keypoint_rcnn_vs_topdown.py --data data/demo --topdown densevision/assets/demo_pose.pt \
         --backbone hrnet_w18_small_v2 --backbone-from densevision/assets/demo_detector.pt --input 256 --iters 4000 \
         --batch-size 2 --det-args '--lr 0.01 --warmup-iters 250 --grad-clip 10 --anchor-scale 4' --device cpu
 """
@@ -117,7 +118,9 @@ def main() -> None:
     parser.add_argument("--topdown", help="a trained pose checkpoint or run to compare with (default: train one)")
     parser.add_argument("--keypoint-rcnn", help="a trained Keypoint R-CNN checkpoint or run (default: train one)")
     parser.add_argument("--det-args", default="", help="extra `detect train` flags, e.g. '--heads torchvision'")
-    parser.add_argument("--pose-args", default="", help="extra `pose train` flags, e.g. '--lr 0.002'")
+    parser.add_argument("--pose-args", default="--rotation 0",
+                        help="extra `pose train` flags (default '--rotation 0': the synthetic shapes' keypoints are "
+                        "named by their place on screen, which rotation would change)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--out", help="keep the data, runs and results here (default: a temporary folder)")
     parser.add_argument("--json", help="also write the table here")
