@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
-import torch
+from tuning_split import add_tuning_arguments, tuning_recipe
 
-from densevision.demo import ASSETS, DETECTOR_FILE, POSE_FILE, DemoRecipe, evaluate_pose, prepare_split
+from densevision.demo import ASSETS, DETECTOR_FILE, POSE_FILE, evaluate_pose, prepare_split
 from densevision.detection.predict import predict
 
 COLUMNS = ("AP", "AP50", "AP75", "AR")
@@ -28,16 +27,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scores", type=float, nargs="+", default=[0.05, 0.1, 0.3, 0.5, 0.7])
     parser.add_argument("--images", type=int, default=40, help="images in the tuning split (default 40)")
-    parser.add_argument("--seed", type=int, default=1, help="tuning split seed; the demo's splits use 0")
-    parser.add_argument("--threads", type=int, default=1)
+    add_tuning_arguments(parser)
     parser.add_argument("--detector", default=str(ASSETS / DETECTOR_FILE), help="detector weights")
     parser.add_argument("--pose", default=str(ASSETS / POSE_FILE), help="pose network weights")
     parser.add_argument("--json", help="also write the table here")
     args = parser.parse_args()
-    if args.seed == DemoRecipe().seed:
-        parser.error(f"--seed {args.seed} is the demo's own seed; the tuning split must differ from it")
-    torch.set_num_threads(args.threads)
-    recipe = replace(DemoRecipe(), seed=args.seed)
+    recipe = tuning_recipe(parser, args)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ann, images = prepare_split(Path(tmp), "val", args.images, recipe, progress=False)

@@ -14,31 +14,26 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import torch
+from tuning_split import add_tuning_arguments, tuning_recipe
 
 from densevision.data.jsonio import read_json
-from densevision.demo import ASSETS, SEGMENTER_FILE, DemoRecipe, evaluate_segmenter, prepare_split
+from densevision.demo import ASSETS, SEGMENTER_FILE, evaluate_segmenter, prepare_split
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 384, 512])
     parser.add_argument("--images", type=int, default=20, help="images in the tuning split (default 20)")
-    parser.add_argument("--seed", type=int, default=1, help="tuning split seed; the demo's splits use 0")
-    parser.add_argument("--threads", type=int, default=1)
+    add_tuning_arguments(parser)
     parser.add_argument("--weights", default=str(ASSETS / SEGMENTER_FILE), help="segmenter weights")
     parser.add_argument("--json", help="also write the table here")
     args = parser.parse_args()
-    if args.seed == DemoRecipe().seed:
-        parser.error(f"--seed {args.seed} is the demo's own seed; the tuning split must differ from it")
-    torch.set_num_threads(args.threads)
+    recipe = tuning_recipe(parser, args)
     rows = []
     print(f"{'size':>5} {'mIoU':>7} {'aAcc':>7} {'mAcc':>7} {'seconds':>8}")
     with tempfile.TemporaryDirectory() as tmp:
-        recipe = replace(DemoRecipe(), seed=args.seed)
         ann, images = prepare_split(Path(tmp), "val", args.images, recipe, labels=True, progress=False)
         gt = read_json(ann)
         for size in args.sizes:
