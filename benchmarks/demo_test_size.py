@@ -17,34 +17,33 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import torch
+from tuning_split import add_tuning_arguments, tuning_recipe
 
-from densevision.demo import IOU_TYPES, DemoRecipe, run_pipeline, shipped_weights
+from densevision.demo import IOU_TYPES, run_pipeline, shipped_weights
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[160, 192, 224, 256, 288, 320])
     parser.add_argument("--images", type=int, default=100, help="images in the tuning split (default 100)")
-    parser.add_argument("--seed", type=int, default=1, help="tuning split seed; the demo's splits use 0")
-    parser.add_argument("--threads", type=int, default=2)
+    add_tuning_arguments(parser, threads=2)
     parser.add_argument("--refiner", help="refiner checkpoint (default: the shipped one)")
     parser.add_argument("--json", help="also write the table here")
     args = parser.parse_args()
-    if args.seed == DemoRecipe().seed:
-        parser.error(f"--seed {args.seed} is the demo's own seed; the tuning split must differ from it")
-    torch.set_num_threads(args.threads)
-    weights = shipped_weights()
+    tuning = tuning_recipe(parser, args)
+    # The detector and refiner only: the semantic and keypoint stages do not depend on the detector's input size.
+    weights = {k: v for k, v in shipped_weights().items() if k in ("detector", "refiner")}
     if args.refiner:
         weights["refiner"] = Path(args.refiner)
     rows = []
     print(f"{'size':>5} {'stage':>8} {'bbox AP':>8} {'segm AP':>8} {'Boundary AP':>12} {'seconds':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            recipe = replace(DemoRecipe(), seed=args.seed, val_images=args.images, detector_test_input=size)
+            recipe = replace(tuning, val_images=args.images, detector_test_input=size)
             out = run_pipeline(tmp, weights, recipe=recipe, device="cpu", progress=False)
             seconds = {"coarse": out["timings"]["detector_s"], "refined": out["timings"]["refine_s"]}
-            for stage, metrics in out["metrics"].items():
+            for stage in ("coarse", "refined"):
+                metrics = out["metrics"][stage]
                 row = {"size": size, "stage": stage, **{t: metrics[t]["AP"] for t in IOU_TYPES},
                        "seconds": seconds[stage]}
                 rows.append(row)
