@@ -71,12 +71,12 @@ def mean(values: Sequence[float] | np.ndarray) -> str:
 
 
 def match_results(gt: dict[str, Any], results: list[dict[str, Any]]) -> list[Match]:
-    """The annotations with labelled keypoints that have a result from their box."""
+    """The annotations with labelled keypoints that have a result from their box (each result matched once)."""
     categories = {c["id"]: c for c in gt["categories"] if c.get("keypoints")}
     found = {(r["image_id"], r["category_id"], tuple(np.round(r["bbox"], 1))): r for r in results}
     matches = []
     for ann in gt["annotations"]:
-        result = found.get((ann["image_id"], ann["category_id"], tuple(np.round(ann["bbox"], 1))))
+        result = found.pop((ann["image_id"], ann["category_id"], tuple(np.round(ann["bbox"], 1))), None)
         cat = categories.get(ann["category_id"])
         if result is None or cat is None or not ann.get("num_keypoints"):
             continue
