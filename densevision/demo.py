@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from densevision.data.synthetic import generate_split
 from densevision.detection.config import DetectionDataConfig, DetectorTrainConfig, MaskRCNNConfig
 from densevision.detection.predict import load_detector, predict
 from densevision.detection.train import train_detector
-from densevision.engine.checkpoint import MODEL_SPEC, Checkpointer, find_checkpoint
+from densevision.engine.checkpoint import BEST, MODEL_SPEC, Checkpointer, find_checkpoint
 from densevision.engine.config import TrainConfig, from_dict, plain_value, to_dict
 from densevision.engine.device import resolve_device
 from densevision.errors import DenseVisionError
@@ -242,6 +242,17 @@ def _run_history(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return read_json(path) if path.is_file() else {"train": [], "eval": []}
 
 
+def _checkpoint_metrics(summary: Mapping[str, Any], checkpoint: Path, history: Mapping[str, list[dict[str, Any]]],
+                        keep: Callable[[str], bool] = lambda name: True) -> dict[str, float]:
+    """The evaluation metrics (names for which ``keep(name)`` holds) of the checkpoint that ships: the best
+    evaluation's when it is ``best.pt``, else the last evaluation's (``summary`` is what training returned)."""
+    metrics = summary.get("metrics", {})
+    best = summary.get("best")
+    if checkpoint.name == BEST and best is not None:
+        metrics = next(e for e in history.get("eval", []) if e["iteration"] == best["iteration"])
+    return {k: v for k, v in metrics.items() if k != "iteration" and keep(k)}
+
+
 def _train_seconds(history: list[dict[str, Any]]) -> float:
     """Seconds spent in training steps, from the logged per-window mean step times (evaluation excluded)."""
     total, previous = 0.0, 0
@@ -341,11 +352,12 @@ def train_demo_segmenter(out_dir: str | os.PathLike, detector: str | os.PathLike
     val_ann, val_images = prepare_split(data_dir, "val", recipe.val_images, recipe, labels=True, progress=progress)
     semantic = evaluate_segmenter(weights, read_json(val_ann), val_images, data_dir / "labels" / "val",
                                   input_size=seg.test_input, device=device, progress=progress)
-    tuning = {k: v for k, v in summary.get("metrics", {}).items() if k in ("mIoU", "aAcc", "mAcc")}
+    history = _run_history(run)
+    tuning = _checkpoint_metrics(summary, checkpoint, history, lambda k: k in ("mIoU", "aAcc", "mAcc"))
     _write_card(weights.with_suffix(".json"), weights=weights, command=command, recipe=recipe,
                 iterations=summary["iteration"], wall_time_s=wall,
                 metrics={"val": {k: semantic[k] for k in ("mIoU", "aAcc", "mAcc", "per_class")}, "tune": tuning},
-                history=_run_history(run),
+                history=history,
                 extra={"segmenter_recipe": asdict(seg), "checkpoint": checkpoint.name,
                        "backbone_init": _backbone_init_card(detector)})
     return weights
@@ -408,10 +420,11 @@ def train_demo_pose(out_dir: str | os.PathLike, detector: str | os.PathLike, *, 
     checkpoint, weights, wall = _ship_run(run, out / "weights" / POSE_FILE, start)
     val_ann, val_images = prepare_split(data_dir, "val", recipe.val_images, recipe, progress=progress)
     keypoints = evaluate_pose(weights, val_ann, val_images, device=device)
-    tuning = {k: v for k, v in summary.get("metrics", {}).items() if k.startswith("keypoints/")}
+    history = _run_history(run)
+    tuning = _checkpoint_metrics(summary, checkpoint, history, lambda k: k.startswith("keypoints/"))
     _write_card(weights.with_suffix(".json"), weights=weights, command=command, recipe=recipe,
                 iterations=summary["iteration"], wall_time_s=wall, metrics={"val": keypoints, "tune": tuning},
-                history=_run_history(run),
+                history=history,
                 extra={"pose_recipe": asdict(pose), "checkpoint": checkpoint.name,
                        "backbone_init": _backbone_init_card(detector)})
     return weights
@@ -439,9 +452,10 @@ def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoR
     summary = train_detector(detector_config(recipe, data), det_run, device=device,
                              resume=Checkpointer(det_run).has_checkpoint(), progress=progress)
     detector = _half_weights(Path(summary["checkpoint"]), weights / DETECTOR_FILE)
+    history = _run_history(det_run)
     _write_card(detector.with_suffix(".json"), weights=detector, command=command, recipe=recipe,
                 iterations=summary["iteration"], wall_time_s=time.perf_counter() - start,
-                metrics=summary.get("metrics", {}), history=_run_history(det_run))
+                metrics=_checkpoint_metrics(summary, Path(summary["checkpoint"]), history), history=history)
 
     start = time.perf_counter()
     patches = out / "patches"
@@ -455,9 +469,10 @@ def train_demo_weights(out_dir: str | os.PathLike, *, recipe: DemoRecipe = DemoR
                             resume=Checkpointer(ref_run).has_checkpoint(), progress=progress)
     ref_ckpt = find_checkpoint(ref_run)
     refiner = _half_weights(ref_ckpt, weights / REFINER_FILE)
+    history = _run_history(ref_run)
     _write_card(refiner.with_suffix(".json"), weights=refiner, command=command, recipe=recipe,
                 iterations=summary["iteration"], wall_time_s=time.perf_counter() - start,
-                metrics=summary.get("metrics", {}), history=_run_history(ref_run),
+                metrics=_checkpoint_metrics(summary, ref_ckpt, history), history=history,
                 extra={"refine_rule": refine_rule_card()})
     segmenter = train_demo_segmenter(out, detector, recipe=recipe, seg=seg, device=device, command=command,
                                      progress=progress)

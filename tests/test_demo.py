@@ -13,6 +13,7 @@ from densevision.demo import (
     DemoRecipe,
     PoseDemoRecipe,
     SegDemoRecipe,
+    _checkpoint_metrics,
     detector_config,
     pose_config,
     prepare_split,
@@ -124,3 +125,21 @@ def test_shipped_cards_record_the_current_recipes(name, recipes):
         assert set(current) - set(card[key]) <= {"detector_test_input"}, key
         assert card[key] == {k: v for k, v in current.items() if k in card[key]}, key
     assert hashlib.sha256((ASSETS / card["weights"]).read_bytes()).hexdigest() == card["sha256"]
+
+
+def test_card_metrics_are_the_shipped_checkpoints(tmp_path):
+    """A card scores the checkpoint that ships: the best evaluation's metrics when ``best.pt`` ships, not the last."""
+    history = {"eval": [{"iteration": 200, "AP": 71.0, "AR": 73.0}, {"iteration": 400, "AP": 70.0, "AR": 74.0}]}
+    summary = {"metrics": history["eval"][-1], "best": {"metric": "AP", "value": 71.0, "iteration": 200}}
+    assert _checkpoint_metrics(summary, tmp_path / "best.pt", history) == {"AP": 71.0, "AR": 73.0}
+    assert _checkpoint_metrics(summary, tmp_path / "last.pt", history, lambda k: k == "AP") == {"AP": 70.0}
+
+
+@pytest.mark.parametrize("name", ["demo_segmenter", "demo_pose"])
+def test_shipped_cards_score_their_best_checkpoint(name):
+    """The shipped cards' tuning metrics are those of the evaluation whose checkpoint (``best.pt``) ships."""
+    card = json.loads((ASSETS / f"{name}.json").read_text())
+    assert card["checkpoint"] == "best.pt"
+    key = next(iter(card["metrics"]["tune"]))
+    best = max(card["learning_curve"], key=lambda entry: entry[key])
+    assert card["metrics"]["tune"] == {k: v for k, v in best.items() if k in card["metrics"]["tune"]}
