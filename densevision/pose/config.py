@@ -39,6 +39,9 @@ class PoseNetConfig:
                 "densevision detector on the same backbone)"})
     backbone_init_prefix: str = field(default="backbone.body.", metadata={
         "help": "prefix of those tensors in --backbone-init's state dict"})
+    init: str | None = field(default=None, metadata={
+        "help": "start the whole pose network (backbone and head) from this pose checkpoint or run, e.g. to "
+                "fine-tune it at another --input-size (instead of --weights / --backbone-init)"})
     input_size: list[int] = field(default_factory=lambda: [256, 192], metadata={"help": "crop height and width"})
     sigma: float = field(default=2.0, metadata={"help": "Gaussian target sigma in heatmap pixels"})
     target: Literal["rounded", "unbiased"] = field(default="rounded", metadata={

@@ -20,7 +20,7 @@ from densevision.data.jsonio import read_json
 from densevision.data.keypoints import Augment, KeypointLayout, TopDownDataset, load_keypoint_instances
 from densevision.data.results import write_results
 from densevision.engine import is_main_process, train_task
-from densevision.engine.checkpoint import init_from_checkpoint
+from densevision.engine.checkpoint import find_checkpoint, init_from_checkpoint
 from densevision.errors import DenseVisionError
 from densevision.evaluation.coco import CocoEvaluator
 from densevision.io import write_json
@@ -83,9 +83,11 @@ class PoseTask:
         net = self.config.model
         if net.weights is not None and net.backbone_weights not in (AUTO, NONE, None):
             raise DenseVisionError("give --weights or --backbone-weights, not both")
+        if net.init is not None and (net.weights is not None or net.backbone_init is not None):
+            raise DenseVisionError("--init starts the whole network: give it without --weights / --backbone-init")
         # Without --weights, the backbone (a pose HRNet's body) starts from --backbone-weights; --backbone-init
         # replaces every backbone tensor, so auto fetches nothing for it.
-        start = net.backbone_weights if net.weights is None else None
+        start = net.backbone_weights if net.weights is None and net.init is None else None
         if net.backbone_init is not None and start == AUTO:
             start = None
         weights = net.weights
@@ -101,6 +103,8 @@ class PoseTask:
             if net.backbone is None:
                 raise DenseVisionError("--backbone-init goes with --backbone (a zoo pose network loads --weights)")
             init_from_checkpoint(model.network.body, net.backbone_init, prefix=net.backbone_init_prefix)
+        if net.init is not None:
+            init_from_checkpoint(model, find_checkpoint(net.init), prefix="")
         if model.heatmap_stride != HEATMAP_STRIDE:
             raise DenseVisionError(f"the network's heatmaps have stride {model.heatmap_stride}; the pose task "
                                    f"trains stride-{HEATMAP_STRIDE} heatmaps")

@@ -48,3 +48,19 @@ def test_backbone_under_a_head(tmp_path: Path, capsys) -> None:
     assert torch.equal(via_weights.network.body.conv1.weight, classifier.conv1.weight)
     build(backbone="hrnet_w18_small", overrides=TINY_BACKBONE, backbone_weights="none")
     assert "(backbone weights: none)" in capsys.readouterr().err
+
+
+def test_whole_network_from_a_pose_checkpoint_at_another_input_size(tmp_path: Path) -> None:
+    trained = build(backbone="hrnet_w18_small", head="hrnetv2", overrides=TINY_BACKBONE, backbone_weights="none")
+    torch.save({"model": trained.state_dict()}, tmp_path / "pose.pt")
+    task = PoseTask(PoseTrainConfig(model=PoseNetConfig(
+        backbone="hrnet_w18_small", head="hrnetv2", overrides=TINY_BACKBONE, input_size=[96, 96],
+        init=str(tmp_path / "pose.pt"))))
+    task.layout = SimpleNamespace(num_joints=3)
+    finetuned = task.build_model()
+    assert finetuned.input_size == (96, 96)
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(finetuned.state_dict()[name], tensor), name
+    with pytest.raises(DenseVisionError, match="--init starts the whole network"):
+        build(backbone="hrnet_w18_small", overrides=TINY_BACKBONE, init=str(tmp_path / "pose.pt"),
+              backbone_init=str(tmp_path / "pose.pt"))
