@@ -41,7 +41,7 @@ class PoseNetConfig:
         "help": "prefix of those tensors in --backbone-init's state dict"})
     init: str | None = field(default=None, metadata={
         "help": "start the whole pose network (backbone and head) from this pose checkpoint or run, e.g. to "
-                "fine-tune it at another --input-size (instead of --weights / --backbone-init)"})
+                "fine-tune it at another --input-size (instead of --weights, --backbone-weights or --backbone-init)"})
     input_size: list[int] = field(default_factory=lambda: [256, 192], metadata={"help": "crop height and width"})
     sigma: float = field(default=2.0, metadata={"help": "Gaussian target sigma in heatmap pixels"})
     target: Literal["rounded", "unbiased"] = field(default="rounded", metadata={

@@ -83,8 +83,10 @@ class PoseTask:
         net = self.config.model
         if net.weights is not None and net.backbone_weights not in (AUTO, NONE, None):
             raise DenseVisionError("give --weights or --backbone-weights, not both")
-        if net.init is not None and (net.weights is not None or net.backbone_init is not None):
-            raise DenseVisionError("--init starts the whole network: give it without --weights / --backbone-init")
+        if net.init is not None and (net.weights is not None or net.backbone_init is not None
+                                     or net.backbone_weights not in (AUTO, NONE, None)):
+            raise DenseVisionError("--init starts the whole network: give it without --weights, --backbone-weights "
+                                   "or --backbone-init")
         # Without --weights, the backbone (a pose HRNet's body) starts from --backbone-weights; --backbone-init
         # replaces every backbone tensor, so auto fetches nothing for it.
         start = net.backbone_weights if net.weights is None and net.init is None else None

@@ -64,3 +64,6 @@ def test_whole_network_from_a_pose_checkpoint_at_another_input_size(tmp_path: Pa
     with pytest.raises(DenseVisionError, match="--init starts the whole network"):
         build(backbone="hrnet_w18_small", overrides=TINY_BACKBONE, init=str(tmp_path / "pose.pt"),
               backbone_init=str(tmp_path / "pose.pt"))
+    with pytest.raises(DenseVisionError, match="--init starts the whole network"):
+        build(backbone="hrnet_w18_small", overrides=TINY_BACKBONE, init=str(tmp_path / "pose.pt"),
+              backbone_weights=str(tmp_path / "pose.pt"))
