@@ -384,18 +384,18 @@ def pose_config(recipe: DemoRecipe, pose: PoseDemoRecipe, data: Mapping[str, Any
 
 def evaluate_pose(weights: Path, ann: Path, images: Path, *, boxes: Path | None = None,
                   min_score: float = PoseDemoRecipe.box_score, device: str | torch.device = "auto",
-                  out: Path | None = None) -> dict[str, Any]:
+                  out: Path | None = None, progress: bool = False) -> dict[str, Any]:
     """Keypoint AP (pycocotools, the categories' OKS sigmas) of the pose ``weights`` on the ground-truth boxes
     of ``ann``, or on the detections of the COCO results file ``boxes`` scoring at least ``min_score`` (flip
     test, the checkpoint's decoding, OKS-NMS at ``OKS_NMS`` as ``pose predict``); the results go to ``out`` when
-    given."""
+    given; ``progress`` shows a bar over the batches."""
     model, meta = load_pose_model(weights)
     dev = resolve_device(device) if isinstance(device, str) else device
     layout = KeypointLayout(meta["categories"], f"{weights} (model spec)")
     instances = (gt_box_instances(ann, images, layout) if boxes is None
                  else result_box_instances(boxes, images, layout, ann=ann, min_score=min_score))
     results = predict_keypoints(model.to(dev), instances, layout, device=dev, decode=meta.get("decode", "quarter"),
-                                unbiased=meta.get("unbiased", False))
+                                unbiased=meta.get("unbiased", False), progress=progress)
     results = oks_nms_results(results, layout, OKS_NMS, aspect=model.input_size[1] / model.input_size[0])
     if out is not None:
         write_json(out, results, indent=None)
@@ -586,9 +586,10 @@ def run_pipeline(out_dir: str | os.PathLike, weights: dict[str, Path], *, recipe
         start = time.perf_counter()
         metrics["pose"] = {
             "gt_boxes": evaluate_pose(weights["pose"], val_ann, val_images, device=device,
-                                      out=out / "keypoints_gt_boxes.json"),
+                                      out=out / "keypoints_gt_boxes.json", progress=progress),
             "detector_boxes": evaluate_pose(weights["pose"], val_ann, val_images, boxes=coarse_path,
-                                            min_score=pose.box_score, device=device, out=out / "keypoints.json")}
+                                            min_score=pose.box_score, device=device, out=out / "keypoints.json",
+                                            progress=progress)}
         timings["pose_s"] = time.perf_counter() - start
     write_json(out / "metrics.json", metrics)
     _, info = load_detector(weights["detector"])

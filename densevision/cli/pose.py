@@ -10,6 +10,7 @@ from densevision.cli._spec import Group, Verb
 from densevision.cli._training import add_training_arguments, run_training
 from densevision.cli._types import (
     add_device_argument,
+    add_progress_argument,
     add_trust_argument,
     positive_int,
     probability,
@@ -93,6 +94,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", "--batch", type=positive_int, default=32, help="crops per forward pass")
     add_device_argument(parser)
     add_trust_argument(parser)
+    add_progress_argument(parser)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -133,7 +135,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"{args.detector}: {len(instances)} boxes of the pose network's categories")
     results = predict_keypoints(model.to(device), instances, layout, batch_size=args.batch_size, device=device,
                                 flip_test=not args.no_flip_test, decode=args.decode or meta.get("decode", "quarter"),
-                                unbiased=meta.get("unbiased", False))
+                                unbiased=meta.get("unbiased", False), progress=not args.no_progress)
     if args.oks_nms > 0:
         found = len(results)
         results = oks_nms_results(results, layout, args.oks_nms, aspect=model.input_size[1] / model.input_size[0])

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from densevision.data.images import ImageRecord, load_image, read_image, records_from_coco, records_from_folder
 from densevision.data.jsonio import read_json
@@ -127,11 +128,13 @@ def predict_keypoints(
     decode: str = "quarter",
     unbiased: bool = False,
     image_loader: Callable[[ImageRecord], np.ndarray] = load_image,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """COCO keypoint results (``image_id``, ``category_id``, ``keypoints`` [x, y, maxval] × K, ``score``, ``bbox``)
     of ``instances`` (their boxes; keypoints ignored) in their order; ``decode`` is "quarter" (the official
     quarter-pixel rule) or "dark"; ``unbiased``: the network was trained on unbiased targets (flip shift 0.75);
-    ``image_loader`` reads an instance's record as H×W×3 uint8 RGB (default: its file)."""
+    ``image_loader`` reads an instance's record as H×W×3 uint8 RGB (default: its file); ``progress`` shows a bar over
+    the batches."""
     if decode not in DECODERS:
         raise DenseVisionError(f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
     decoder = decode_dark if decode == "dark" else decode_heatmaps
@@ -146,7 +149,7 @@ def predict_keypoints(
     model.eval()
     try:
         with torch.no_grad():
-            for crops, _, _, indices in loader:
+            for crops, _, _, indices in tqdm(loader, desc="pose predict", unit="batch", disable=not progress):
                 crops = crops.to(device)
                 heatmaps = (flip_test_heatmaps(model, crops, layout.flip_index, shift=0.75 if unbiased else 1.0)
                             if flip_test else model(crops))

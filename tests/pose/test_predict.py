@@ -130,3 +130,12 @@ def test_drawings_are_named_after_the_images(tmp_path) -> None:
     assert [p.name for p in written] == ["x_1.png", "x_2.png", "sub__y.png"]
     assert tuple(read_image(written[2])[8, 8]) == color_for(1)  # the line between the two keypoints
     assert (read_image(written[0]) == 90).all()
+
+
+def test_progress_bar_over_the_batches(tmp_path, capsys) -> None:
+    paths = generate(tmp_path, train=0, val=1, size=128, seed=2, progress=False)
+    instances, layout = load_keypoint_instances(paths["val"], tmp_path / "val")
+    for progress in (True, False):
+        dataset = TopDownDataset(instances, layout, input_size=(64, 48))
+        predict_keypoints(OracleModel(dataset), instances, layout, batch_size=2, flip_test=False, progress=progress)
+        assert ("pose predict" in capsys.readouterr().err) == progress
