@@ -81,10 +81,10 @@ class PoseTask:
 
     def build_model(self) -> TopDownPose:
         net = self.config.model
-        if net.weights is not None and net.backbone_weights not in (AUTO, NONE, None):
+        given_backbone_file = net.backbone_weights not in (AUTO, NONE, None)
+        if net.weights is not None and given_backbone_file:
             raise DenseVisionError("give --weights or --backbone-weights, not both")
-        if net.init is not None and (net.weights is not None or net.backbone_init is not None
-                                     or net.backbone_weights not in (AUTO, NONE, None)):
+        if net.init is not None and (net.weights is not None or net.backbone_init is not None or given_backbone_file):
             raise DenseVisionError("--init starts the whole network: give it without --weights, --backbone-weights "
                                    "or --backbone-init")
         # Without --weights, the backbone (a pose HRNet's body) starts from --backbone-weights; --backbone-init
